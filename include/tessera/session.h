@@ -1,0 +1,80 @@
+// Session: the public entry point. Loads a model into a graph, runs the graph passes,
+// specializes the graph to concrete input shapes (shape inference + constant folding),
+// plans activation memory and executes node kernels on a thread pool.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tessera/graph.h"
+#include "tessera/tensor.h"
+#include "tessera/thread_pool.h"
+
+namespace tessera {
+
+struct SessionOptions {
+  int threads = 0;        // 0: all hardware threads
+  bool optimize = true;   // run the graph passes (fusion, folding, removal)
+};
+
+// One executed step of a prepared plan, as seen by observers (profiler, ABFT, tracing).
+struct StepInfo {
+  int step_index = 0;
+  const Node* node = nullptr;
+  double flops = 0;  // floating-point operations of this step (multiply-add = 2)
+  std::vector<const Tensor*> inputs;
+  std::vector<Tensor*> outputs;
+};
+
+// Hooks around every executed step; a narrow interface so capabilities stay outside the core.
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  virtual void before_step(const StepInfo&) {}
+  virtual void after_step(const StepInfo&) {}
+};
+
+struct PlanStats {
+  size_t peak_activation_bytes = 0;   // arena size after liveness-based reuse
+  size_t naive_activation_bytes = 0;  // sum of all intermediate tensors (no reuse)
+  size_t weight_bytes = 0;
+  double total_flops = 0;
+  int steps = 0;
+};
+
+class ExecutionPlan;  // runtime/execution_plan.h
+
+class Session {
+ public:
+  static Session from_file(const std::string& onnx_path, SessionOptions options = {});
+  Session(Graph graph, SessionOptions options = {});
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  const Graph& graph() const { return graph_; }
+  ThreadPool& thread_pool() { return *pool_; }
+
+  // Builds the plan for these input shapes; run() calls it when shapes change.
+  void prepare(const std::map<std::string, Shape>& input_shapes);
+  // Runs the model. Every graph input must be given with a matching dtype and rank.
+  std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
+
+  const PlanStats& plan_stats() const;
+  // Steps of the current plan (after preparation), for reports.
+  std::vector<StepInfo> plan_steps() const;
+  void add_observer(StepObserver* observer) { observers_.push_back(observer); }
+  void clear_observers() { observers_.clear(); }
+
+ private:
+  Graph graph_;
+  SessionOptions options_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ExecutionPlan> plan_;
+  std::map<std::string, Shape> planned_shapes_;
+  std::vector<StepObserver*> observers_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,8 @@
+// activation operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_activation_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

@@ -1,0 +1,8 @@
+// conv operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_conv_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

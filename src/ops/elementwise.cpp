@@ -1,0 +1,8 @@
+// elementwise operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_elementwise_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

@@ -1,0 +1,8 @@
+// gemm operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_gemm_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

@@ -1,0 +1,8 @@
+// normalization operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_normalization_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

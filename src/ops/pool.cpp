@@ -1,0 +1,8 @@
+// pool operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_pool_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

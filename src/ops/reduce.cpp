@@ -1,0 +1,8 @@
+// reduce operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_reduce_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

@@ -1,0 +1,8 @@
+// shape operators (registration filled in as the family is written).
+#include "ops/operator.h"
+
+namespace tessera {
+
+void register_shape_operators(OperatorRegistry&) {}
+
+}  // namespace tessera

@@ -1,0 +1,100 @@
+// The TPP-style primitive set: a small closed set of 2-D kernels (batch-reduce GEMM,
+// unary, binary, reduction, transpose/pack) from which every operator is composed.
+// Each has an AVX-512, an AVX2 and a portable path, chosen at run time from CPUID.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tessera/thread_pool.h"
+
+namespace tessera::primitives {
+
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
+const char* isa_name(Isa isa);
+// The best ISA this CPU supports (AVX2 needs FMA too; AVX-512 needs F, BW, DQ, VL).
+Isa detected_isa();
+// The ISA in use: detected_isa() unless lowered by set_isa() or TESSERA_ISA=scalar|avx2|avx512.
+Isa active_isa();
+// Forces an ISA (clamped to what the CPU supports); returns the one now active. For tests.
+Isa set_isa(Isa isa);
+
+// ---------------------------------------------------------------- unary
+enum class UnaryKind {
+  identity, relu, leaky_relu, elu, selu, sigmoid, tanh, exp, log, sqrt, erf, neg, abs, reciprocal,
+  clip, hard_sigmoid, hard_swish, gelu_erf, gelu_tanh, softplus, floor, ceil, round, sign, sin, cos,
+  square, mish, silu
+};
+struct UnaryParams {
+  UnaryKind kind = UnaryKind::identity;
+  float alpha = 0.f;  // leaky_relu slope, clip min, hard_sigmoid alpha, elu/selu alpha
+  float beta = 0.f;   // clip max, hard_sigmoid beta, selu gamma
+};
+// y[i] = f(x[i]) for i < n; x and y may alias.
+void unary_f32(const UnaryParams& params, int64_t n, const float* x, float* y);
+
+// ---------------------------------------------------------------- binary
+enum class BinaryKind { add, sub, mul, div, pow, max, min, prelu /* a>=0 ? a : a*b */ };
+// 2-D with broadcasting by zero strides: y[r*ldy + c] = a[r*a_rs + c*a_cs] op b[r*b_rs + c*b_cs].
+void binary_f32(BinaryKind kind, int64_t rows, int64_t cols, const float* a, int64_t a_row_stride,
+                int64_t a_col_stride, const float* b, int64_t b_row_stride, int64_t b_col_stride,
+                float* y, int64_t ldy);
+
+// ---------------------------------------------------------------- reduce
+enum class ReduceKind { sum, max, min, sum_squares, sum_abs, prod, log_sum_exp };
+// Reduces each row of x[rows, cols] (row stride ldx) to y[row].
+void reduce_rows_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                     float* y);
+// Reduces each column of x[rows, cols] to y[col] (a reduction over the outer axis).
+void reduce_cols_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                     float* y);
+
+// ---------------------------------------------------------------- transpose / pack
+// dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols; any element size.
+void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, void* dst,
+                  int64_t ld_dst, size_t element_size);
+
+// ---------------------------------------------------------------- GEMM
+// What to do with the product before it is stored (fused epilogue).
+struct GemmEpilogue {
+  const float* bias_per_column = nullptr;  // bias[n] added to C[m, n]
+  const float* bias_per_row = nullptr;     // bias[m] added to C[m, n]
+  const float* residual = nullptr;         // residual[m * ld_residual + n] added after bias
+  int64_t ld_residual = 0;
+  UnaryParams activation;                  // applied last
+};
+
+// Batch-reduce GEMM, the core primitive: C[M,N] = (accumulate ? C : 0) + sum_b A_b[M,K] * B_b[K,N]
+// with row-major A_b (lda) and B_b (ldb). Single-threaded; callers parallelize over tiles.
+void brgemm_f32(int64_t M, int64_t N, int64_t K, int64_t batch, const float* const* A, int64_t lda,
+                const float* const* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
+
+// B packed once (at plan time) into the panel layout the microkernels read.
+class PackedB {
+ public:
+  PackedB() = default;
+  // B is K x N row-major with leading dimension ldb, or N x K when transposed (B^T given).
+  PackedB(int64_t K, int64_t N, const float* B, int64_t ldb, bool transposed);
+  int64_t K() const { return K_; }
+  int64_t N() const { return N_; }
+  const float* panel(int64_t panel_index) const { return data_.get() + panel_index * panel_stride_; }
+  int64_t panel_width() const { return panel_width_; }
+  int64_t panel_count() const { return (N_ + panel_width_ - 1) / panel_width_; }
+  int64_t panel_stride() const { return panel_stride_; }
+  bool empty() const { return data_ == nullptr; }
+
+ private:
+  int64_t K_ = 0, N_ = 0, panel_width_ = 0, panel_stride_ = 0;
+  std::shared_ptr<float> data_;
+};
+
+// C[M,N] = A[M,K] * B + epilogue, B pre-packed; parallel over the pool when given.
+void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C,
+                     int64_t ldc, const GemmEpilogue& epilogue, ThreadPool* pool);
+
+// General C = alpha * op(A) * op(B) + beta * C (row-major), with optional epilogue after it.
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc, ThreadPool* pool, const GemmEpilogue* epilogue = nullptr);
+
+}  // namespace tessera::primitives

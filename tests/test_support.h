@@ -1,0 +1,19 @@
+// Shared helpers for tests: seeded random tensors and error metrics.
+#pragma once
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tessera/tensor.h"
+
+namespace tessera::testing {
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float low = -1.f, float high = 1.f);
+Tensor random_tensor(Shape shape, uint32_t seed, float low = -1.f, float high = 1.f);
+// ||a - b||_2 / max(||b||_2, tiny); both converted to f32.
+double relative_l2_error(const Tensor& actual, const Tensor& expected);
+double max_abs_difference(const float* a, const float* b, size_t n);
+std::string source_path(const std::string& relative);  // path inside the repository
+
+}  // namespace tessera::testing

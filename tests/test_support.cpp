@@ -42,4 +42,39 @@ std::string source_path(const std::string& relative) {
   return std::string(TESSERA_SOURCE_DIR) + "/" + relative;
 }
 
+onnx::ModelProto small_onnx_model() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  auto* op = m.add_opset_import();
+  op->set_domain("");
+  op->set_version(13);
+  auto* g = m.mutable_graph();
+  g->set_name("small");
+  auto* w = g->add_initializer();
+  w->set_name("w");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  w->add_dims(4);
+  for (int i = 0; i < 4; ++i) w->add_float_data(float(i) - 1.5f);
+  auto* x = g->add_input();
+  x->set_name("x");
+  x->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  auto* d0 = x->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim();
+  d0->set_dim_param("batch");
+  x->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(4);
+  auto* y = g->add_output();
+  y->set_name("y");
+  y->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  auto* add = g->add_node();
+  add->set_op_type("Add");
+  add->set_name("add0");
+  add->add_input("x");
+  add->add_input("w");
+  add->add_output("s");
+  auto* relu = g->add_node();
+  relu->set_op_type("Relu");
+  relu->add_input("s");
+  relu->add_output("y");
+  return m;
+}
+
 }  // namespace tessera::testing

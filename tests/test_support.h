@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "onnx/onnx.pb.h"
 #include "tessera/tensor.h"
 
 namespace tessera::testing {
@@ -15,5 +16,7 @@ Tensor random_tensor(Shape shape, uint32_t seed, float low = -1.f, float high = 
 double relative_l2_error(const Tensor& actual, const Tensor& expected);
 double max_abs_difference(const float* a, const float* b, size_t n);
 std::string source_path(const std::string& relative);  // path inside the repository
+// y = Relu(x + w): x is float32 [batch, 4] (batch symbolic), w an initializer of 4 floats.
+onnx::ModelProto small_onnx_model();
 
 }  // namespace tessera::testing

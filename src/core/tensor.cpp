@@ -182,7 +182,7 @@ Tensor Tensor::cast(DType to) const {
 
 std::vector<int64_t> Tensor::to_int64_vector() const {
   Tensor src = is_contiguous() ? *this : clone();
-  std::vector<int64_t> v(size_t(numel()));
+  std::vector<int64_t> v(static_cast<size_t>(numel()));
   for (size_t i = 0; i < v.size(); ++i) {
     if (dtype_ == DType::i64)
       v[i] = src.data<int64_t>()[i];

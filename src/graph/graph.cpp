@@ -157,17 +157,21 @@ void Graph::topological_sort() {
 }
 
 void Graph::remove_dead_nodes() {
-  std::vector<bool> live_value(values.size(), false);
-  for (int o : outputs) live_value[size_t(o)] = true;
+  // Worklist from the graph outputs back through producers, so node order does not matter
+  // (passes may leave the list out of topological order until the next sort).
+  std::vector<int> producer = producers();
   std::vector<bool> keep(nodes.size(), false);
-  for (size_t n = nodes.size(); n-- > 0;) {
-    bool needed = false;
-    for (int o : nodes[n].outputs)
-      if (o >= 0 && live_value[size_t(o)]) needed = true;
-    if (!needed) continue;
-    keep[n] = true;
-    for (int in : nodes[n].inputs)
-      if (in >= 0) live_value[size_t(in)] = true;
+  std::vector<int> work(outputs.begin(), outputs.end());
+  std::vector<bool> seen(values.size(), false);
+  while (!work.empty()) {
+    int v = work.back();
+    work.pop_back();
+    if (v < 0 || seen[size_t(v)]) continue;
+    seen[size_t(v)] = true;
+    int p = producer[size_t(v)];
+    if (p < 0 || keep[size_t(p)]) continue;
+    keep[size_t(p)] = true;
+    for (int in : nodes[size_t(p)].inputs) work.push_back(in);
   }
   std::vector<Node> kept;
   for (size_t n = 0; n < nodes.size(); ++n)

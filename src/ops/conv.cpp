@@ -1,8 +1,315 @@
-// conv operators (registration filled in as the family is written).
+// Conv (1-D/2-D/3-D, groups, dilations, pads, auto_pad) in NCHW built on the GEMM primitive:
+// 1x1 stride-1 is one GEMM, depthwise is a direct loop, the rest is GEMM over bounded im2col tiles.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "ops/conv_depthwise.h"
+#include "ops/fused_activation.h"
 #include "ops/operator.h"
+#include "ops/spatial_geometry.h"
+#include "primitives/primitives.h"
 
 namespace tessera {
 
-void register_conv_operators(OperatorRegistry&) {}
+void register_conv_transpose_operators(OperatorRegistry& registry);  // conv_transpose.cpp
+
+void depthwise_plane_f32(const DepthwisePlaneShape& shape, const float* input, const float* weights,
+                         float bias, float* output) {
+  switch (primitives::active_isa()) {
+    case primitives::Isa::avx512: return depthwise_avx512::plane(shape, input, weights, bias, output);
+    case primitives::Isa::avx2: return depthwise_avx2::plane(shape, input, weights, bias, output);
+    default: return depthwise_scalar::plane(shape, input, weights, bias, output);
+  }
+}
+
+namespace {
+
+using primitives::GemmEpilogue;
+
+enum class ConvAlgorithm { pointwise, depthwise, im2col };
+
+// What to compute, resolved at plan time from the node and the input shapes.
+struct ConvDescriptor {
+  int64_t batch = 0, in_channels = 0, out_channels = 0, groups = 1;
+  SpatialGeometry geometry;
+  bool has_bias = false;
+  int residual_input = -1;  // input index of a tensor added before the activation, -1 if none
+  primitives::UnaryParams activation;
+
+  int64_t in_per_group() const { return in_channels / groups; }
+  int64_t out_per_group() const { return out_channels / groups; }
+  int64_t gemm_k() const { return in_per_group() * geometry.kernel_size(); }
+};
+
+// The im2col buffer holds gemm_k x (rows * output width) floats; this bounds it (~512 KiB)
+// so a tile stays in L2 while the GEMM packs it.
+constexpr int64_t kIm2colBudgetFloats = 128 * 1024;
+// Below this many GEMM columns per tile the microkernel runs mostly on tails; then it is better
+// to let the GEMM itself parallelize over a larger tile.
+constexpr int64_t kMinColumnsPerThreadTile = 96;
+
+class ConvKernel : public Kernel {
+ public:
+  explicit ConvKernel(ConvDescriptor d) : d_(std::move(d)) {
+    const SpatialGeometry& g = d_.geometry;
+    bool unit_window = true;
+    for (int i = 0; i < 3; ++i)
+      unit_window = unit_window && g.kernel[i] == 1 && g.stride[i] == 1 && g.pad_begin[i] == 0 &&
+                    g.pad_end[i] == 0;
+    if (unit_window)
+      algorithm_ = ConvAlgorithm::pointwise;
+    else if (d_.in_per_group() == 1)
+      algorithm_ = ConvAlgorithm::depthwise;
+    else
+      algorithm_ = ConvAlgorithm::im2col;
+    for (int i = 0; i < 3; ++i) {
+      depthwise_shape_.input[i] = g.input[i];
+      depthwise_shape_.output[i] = g.output[i];
+      depthwise_shape_.kernel[i] = g.kernel[i];
+      depthwise_shape_.stride[i] = g.stride[i];
+      depthwise_shape_.dilation[i] = g.dilation[i];
+      depthwise_shape_.pad_begin[i] = g.pad_begin[i];
+    }
+    // Per horizontal tap, the output columns whose input column is inside the image.
+    for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+      int64_t lo, hi;
+      valid_output_range(g.input[2], g.output[2], g.stride[2], kw * g.dilation[2] - g.pad_begin[2],
+                         &lo, &hi);
+      column_lo_.push_back(lo);
+      column_hi_.push_back(hi);
+    }
+    const int64_t rows = g.output[0] * g.output[1];
+    tile_rows_ = std::clamp<int64_t>(kIm2colBudgetFloats / std::max<int64_t>(1, d_.gemm_k() * g.output[2]),
+                                     1, rows);
+  }
+
+  ConvAlgorithm algorithm() const { return algorithm_; }
+
+  double flops() const override {
+    return 2.0 * double(d_.batch) * double(d_.out_channels) * double(d_.geometry.output_size()) *
+           double(d_.gemm_k());
+  }
+
+  void run(const std::vector<const Tensor*>& inputs, const std::vector<Tensor*>& outputs,
+           ExecContext& context) override {
+    const float* x = inputs[0]->data<float>();
+    const float* w = inputs[1]->data<float>();
+    const float* bias = d_.has_bias ? inputs[2]->data<float>() : nullptr;
+    const float* residual = d_.residual_input >= 0 ? inputs[size_t(d_.residual_input)]->data<float>()
+                                                   : nullptr;
+    float* y = outputs[0]->data<float>();
+    switch (algorithm_) {
+      case ConvAlgorithm::pointwise: return run_pointwise(x, w, bias, residual, y, context.pool);
+      case ConvAlgorithm::depthwise: return run_depthwise(x, w, bias, residual, y, context.pool);
+      case ConvAlgorithm::im2col: return run_im2col(x, w, bias, residual, y, context.pool);
+    }
+  }
+
+ private:
+  GemmEpilogue epilogue_for(const float* bias, const float* residual, int64_t channel_offset,
+                            int64_t residual_offset) const {
+    GemmEpilogue e;
+    e.bias_per_row = bias ? bias + channel_offset : nullptr;
+    e.residual = residual ? residual + residual_offset : nullptr;
+    e.ld_residual = d_.geometry.output_size();
+    e.activation = d_.activation;
+    return e;
+  }
+
+  // Y_g[C_out_g, HW] = W_g[C_out_g, C_in_g] * X_g[C_in_g, HW]: the input is used in place.
+  void run_pointwise(const float* x, const float* w, const float* bias, const float* residual,
+                     float* y, ThreadPool& pool) const {
+    const int64_t hw = d_.geometry.output_size();
+    const int64_t cin = d_.in_per_group(), cout = d_.out_per_group();
+    const int64_t problems = d_.batch * d_.groups;
+    auto one = [&](int64_t p, ThreadPool* gemm_pool) {
+      const int64_t n = p / d_.groups, g = p % d_.groups;
+      const int64_t out_offset = (n * d_.out_channels + g * cout) * hw;
+      GemmEpilogue e = epilogue_for(bias, residual, g * cout, out_offset);
+      primitives::gemm_f32(false, false, cout, hw, cin, 1.f, w + g * cout * cin, cin,
+                           x + (n * d_.in_channels + g * cin) * hw, hw, 0.f, y + out_offset, hw,
+                           gemm_pool, &e);
+    };
+    if (problems >= pool.size() && problems > 1) {
+      pool.parallel_for(problems, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) one(p, nullptr);
+      });
+    } else {
+      for (int64_t p = 0; p < problems; ++p) one(p, &pool);
+    }
+  }
+
+  void run_depthwise(const float* x, const float* w, const float* bias, const float* residual,
+                     float* y, ThreadPool& pool) const {
+    const int64_t in_plane = d_.geometry.input_size(), out_plane = d_.geometry.output_size();
+    const int64_t ksize = d_.geometry.kernel_size();
+    const int64_t multiplier = d_.out_per_group();  // output channels per input channel
+    const int64_t planes = d_.batch * d_.out_channels;
+    const bool has_activation = d_.activation.kind != primitives::UnaryKind::identity;
+    pool.parallel_for(planes, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / d_.out_channels, co = p % d_.out_channels;
+        const int64_t ci = co / multiplier;
+        float* out = y + p * out_plane;
+        depthwise_plane_f32(depthwise_shape_, x + (n * d_.in_channels + ci) * in_plane,
+                            w + co * ksize, bias ? bias[co] : 0.f, out);
+        if (residual)
+          primitives::binary_f32(primitives::BinaryKind::add, 1, out_plane, out, 0, 1,
+                                 residual + p * out_plane, 0, 1, out, 0);
+        if (has_activation) primitives::unary_f32(d_.activation, out_plane, out, out);
+      }
+    });
+  }
+
+  // Writes im2col rows for output rows [r0, r1) (a row is one (od, oh) pair): column layout is
+  // col[(ci, kd, kh, kw), (r - r0) * W_out + ow] with row length `columns`.
+  void im2col_tile(const float* x_group, int64_t r0, int64_t r1, float* col) const {
+    const SpatialGeometry& g = d_.geometry;
+    const int64_t out_w = g.output[2], columns = (r1 - r0) * out_w;
+    const int64_t in_plane = g.input_size();
+    int64_t row = 0;
+    for (int64_t ci = 0; ci < d_.in_per_group(); ++ci) {
+      const float* plane = x_group + ci * in_plane;
+      for (int64_t kd = 0; kd < g.kernel[0]; ++kd)
+        for (int64_t kh = 0; kh < g.kernel[1]; ++kh)
+          for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++row) {
+            float* dst_row = col + row * columns;
+            const int64_t tap = kw * g.dilation[2] - g.pad_begin[2];
+            const int64_t lo = column_lo_[size_t(kw)], hi = column_hi_[size_t(kw)];
+            for (int64_t r = r0; r < r1; ++r) {
+              float* dst = dst_row + (r - r0) * out_w;
+              const int64_t od = r / g.output[1], oh = r % g.output[1];
+              const int64_t id = od * g.stride[0] + kd * g.dilation[0] - g.pad_begin[0];
+              const int64_t ih = oh * g.stride[1] + kh * g.dilation[1] - g.pad_begin[1];
+              if (id < 0 || id >= g.input[0] || ih < 0 || ih >= g.input[1] || lo >= hi) {
+                std::memset(dst, 0, size_t(out_w) * sizeof(float));
+                continue;
+              }
+              const float* src = plane + (id * g.input[1] + ih) * g.input[2];
+              if (lo > 0) std::memset(dst, 0, size_t(lo) * sizeof(float));
+              if (g.stride[2] == 1) {
+                std::memcpy(dst + lo, src + lo + tap, size_t(hi - lo) * sizeof(float));
+              } else {
+                for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride[2] + tap];
+              }
+              if (hi < out_w) std::memset(dst + hi, 0, size_t(out_w - hi) * sizeof(float));
+            }
+          }
+    }
+  }
+
+  void run_im2col(const float* x, const float* w, const float* bias, const float* residual,
+                  float* y, ThreadPool& pool) const {
+    const SpatialGeometry& g = d_.geometry;
+    const int64_t rows = g.output[0] * g.output[1], out_w = g.output[2];
+    const int64_t out_plane = g.output_size(), in_plane = g.input_size();
+    const int64_t k = d_.gemm_k(), cin = d_.in_per_group(), cout = d_.out_per_group();
+    const int64_t images = d_.batch * d_.groups;
+    int64_t tile_rows = tile_rows_;
+    // Prefer independent tiles (im2col and GEMM both parallel) when each thread still gets a
+    // GEMM wide enough for the microkernel; otherwise one GEMM at a time over the whole pool.
+    const int64_t threads = pool.size();
+    const int64_t rows_per_thread = (images * rows + threads - 1) / threads;
+    bool tile_parallel = threads > 1 && rows_per_thread * out_w >= kMinColumnsPerThreadTile;
+    if (tile_parallel && images * ((rows + tile_rows - 1) / tile_rows) < threads)
+      tile_rows = std::max<int64_t>(1, (rows * images + threads - 1) / threads);
+    const int64_t tiles_per_image = (rows + tile_rows - 1) / tile_rows;
+    const int64_t tasks = images * tiles_per_image;
+    if (tasks < threads) tile_parallel = false;
+
+    auto do_tile = [&](int64_t task, float* col, ThreadPool* gemm_pool) {
+      const int64_t image = task / tiles_per_image, tile = task % tiles_per_image;
+      const int64_t n = image / d_.groups, grp = image % d_.groups;
+      const int64_t r0 = tile * tile_rows, r1 = std::min(rows, r0 + tile_rows);
+      const int64_t columns = (r1 - r0) * out_w;
+      im2col_tile(x + (n * d_.in_channels + grp * cin) * in_plane, r0, r1, col);
+      const int64_t out_offset = (n * d_.out_channels + grp * cout) * out_plane + r0 * out_w;
+      GemmEpilogue e = epilogue_for(bias, residual, grp * cout, out_offset);
+      primitives::gemm_f32(false, false, cout, columns, k, 1.f, w + grp * cout * k, k, col, columns,
+                           0.f, y + out_offset, out_plane, gemm_pool, &e);
+    };
+    const size_t buffer_floats = size_t(k * tile_rows * out_w);
+    if (tile_parallel) {
+      pool.parallel_for(tasks, [&](int64_t begin, int64_t end) {
+        std::vector<float> col(buffer_floats);
+        for (int64_t t = begin; t < end; ++t) do_tile(t, col.data(), nullptr);
+      });
+    } else {
+      std::vector<float> col(buffer_floats);
+      for (int64_t t = 0; t < tasks; ++t) do_tile(t, col.data(), &pool);
+    }
+  }
+
+  ConvDescriptor d_;
+  ConvAlgorithm algorithm_ = ConvAlgorithm::im2col;
+  DepthwisePlaneShape depthwise_shape_{};
+  std::vector<int64_t> column_lo_, column_hi_;
+  int64_t tile_rows_ = 1;
+};
+
+void require_f32(const KernelCreateContext& ctx, size_t i, const char* what) {
+  if (ctx.input(i).dtype != DType::f32)
+    throw Error(ctx.describe() + ": " + what + " has type " + dtype_name(ctx.input(i).dtype) +
+                "; only float32 is supported");
+}
+
+std::unique_ptr<Kernel> create_conv(KernelCreateContext& ctx) {
+  if (!ctx.has_input(0) || !ctx.has_input(1))
+    throw Error(ctx.describe() + ": needs inputs X and W");
+  require_f32(ctx, 0, "input X");
+  require_f32(ctx, 1, "weights W");
+  const Shape& xs = ctx.input(0).shape;
+  const Shape& ws = ctx.input(1).shape;
+  if (xs.size() < 3 || xs.size() > 5)
+    throw Error(ctx.describe() + ": input must be N x C x spatial (1 to 3 spatial dims), got " +
+                shape_to_string(xs));
+  if (ws.size() != xs.size())
+    throw Error(ctx.describe() + ": weights " + shape_to_string(ws) + " and input " +
+                shape_to_string(xs) + " differ in rank");
+  ConvDescriptor d;
+  d.batch = xs[0];
+  d.in_channels = xs[1];
+  d.out_channels = ws[0];
+  d.groups = ctx.node.attributes.get_int("group", 1);
+  if (d.groups < 1 || d.in_channels % d.groups != 0 || d.out_channels % d.groups != 0 ||
+      ws[1] * d.groups != d.in_channels)
+    throw Error(ctx.describe() + ": group=" + std::to_string(d.groups) + " does not fit input " +
+                shape_to_string(xs) + " and weights " + shape_to_string(ws));
+  std::vector<int64_t> spatial(xs.begin() + 2, xs.end());
+  std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+  d.geometry = resolve_window_geometry(ctx, spatial, kernel, WindowOptions{});
+  if (ctx.has_input(2)) {
+    require_f32(ctx, 2, "bias B");
+    if (shape_numel(ctx.input(2).shape) != d.out_channels || ctx.input(2).shape.size() != 1)
+      throw Error(ctx.describe() + ": bias must have shape [" + std::to_string(d.out_channels) +
+                  "], got " + shape_to_string(ctx.input(2).shape));
+    d.has_bias = true;
+  }
+  Shape out_shape = {d.batch, d.out_channels};
+  for (int64_t v : d.geometry.output_dims()) out_shape.push_back(v);
+  int64_t residual = ctx.node.attributes.get_int("tessera.residual_input", -1);
+  if (residual >= 0) {
+    if (residual < 3 || !ctx.has_input(size_t(residual)))
+      throw Error(ctx.describe() + ": tessera.residual_input names a missing input " +
+                  std::to_string(residual));
+    require_f32(ctx, size_t(residual), "residual input");
+    if (ctx.input(size_t(residual)).shape != out_shape)
+      throw Error(ctx.describe() + ": residual input " +
+                  shape_to_string(ctx.input(size_t(residual)).shape) +
+                  " must have the output shape " + shape_to_string(out_shape));
+    d.residual_input = int(residual);
+  }
+  d.activation = fused_activation(ctx.node);
+  ctx.set_output(0, DType::f32, out_shape);
+  return std::make_unique<ConvKernel>(std::move(d));
+}
+
+}  // namespace
+
+void register_conv_operators(OperatorRegistry& registry) {
+  registry.add("Conv", 1, 22, create_conv);
+  register_conv_transpose_operators(registry);
+}
 
 }  // namespace tessera

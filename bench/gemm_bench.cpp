@@ -1,0 +1,140 @@
+// SGEMM throughput on one thread (square and the tall-skinny shapes of CNN layers), next to a
+// peak-FMA loop so the GFLOP/s counters can be read as a fraction of what the core can do.
+#include <benchmark/benchmark.h>
+#include <immintrin.h>
+
+#include <random>
+#include <vector>
+
+#include "primitives/primitives.h"
+
+namespace prim = tessera::primitives;
+
+namespace {
+
+std::vector<float> random_values(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+void set_gflops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iteration * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// 24 independent accumulators: more than FMA latency x ports (4 x 2), so the loop is bound by
+// FMA throughput alone. Compiled for the ISA by attribute and only run when CPUID has it.
+__attribute__((target("avx512f,fma"), noipa)) float fma_loop_avx512(int64_t rounds, float seed) {
+  __m512 acc[24];
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(seed + float(i));
+  const __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+  for (int64_t r = 0; r < rounds; ++r) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
+  }
+  __m512 sum = acc[0];
+  for (int i = 1; i < 24; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sum);
+  return lanes[0] + lanes[15];
+}
+
+__attribute__((target("avx2,fma"), noipa)) float fma_loop_avx2(int64_t rounds, float seed) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(seed + float(i));
+  const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+  for (int64_t r = 0; r < rounds; ++r) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, a);
+  }
+  __m256 sum = acc[0];
+  for (int i = 1; i < 12; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  return lanes[0] + lanes[7];
+}
+
+void BM_PeakFma(benchmark::State& state) {
+  const bool avx512 = prim::detected_isa() == prim::Isa::avx512;
+  if (!avx512 && prim::detected_isa() != prim::Isa::avx2) {
+    state.SkipWithError("no AVX2/AVX-512 on this CPU");
+    return;
+  }
+  int64_t rounds = 1 << 16;
+  float seed = 1.f;
+  for (auto _ : state) {
+    // Opaque inputs, so the loop cannot be hoisted out of the timing loop.
+    benchmark::DoNotOptimize(rounds);
+    benchmark::DoNotOptimize(seed);
+    benchmark::DoNotOptimize(avx512 ? fma_loop_avx512(rounds, seed) : fma_loop_avx2(rounds, seed));
+  }
+  // Flops per round: accumulators x lanes x 2 (multiply and add).
+  set_gflops(state, double(rounds) * (avx512 ? 24 * 16 * 2 : 12 * 8 * 2));
+  state.SetLabel(avx512 ? "avx512 zmm FMA" : "avx2 ymm FMA");
+}
+BENCHMARK(BM_PeakFma);
+
+// C = A * B with B packed once beforehand, as the inference path runs it.
+void BM_GemmPacked(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const auto A = random_values(size_t(M * K), 1), B = random_values(size_t(K * N), 2);
+  std::vector<float> C(size_t(M * N));
+  const prim::PackedB packed(K, N, B.data(), N, false);
+  for (auto _ : state) {
+    prim::gemm_packed_f32(M, A.data(), K, packed, C.data(), N, {}, nullptr);
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * double(M) * double(N) * double(K));
+  state.SetLabel(prim::isa_name(prim::active_isa()));
+}
+
+// The general entry point, which packs B on every call.
+void BM_GemmGeneral(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const auto A = random_values(size_t(M * K), 1), B = random_values(size_t(K * N), 2);
+  std::vector<float> C(size_t(M * N));
+  for (auto _ : state) {
+    prim::gemm_f32(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N,
+                   nullptr);
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * double(M) * double(N) * double(K));
+}
+
+// Bias + ReLU fused into the store: should cost next to nothing over the plain product.
+void BM_GemmPackedBiasRelu(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const auto A = random_values(size_t(M * K), 1), B = random_values(size_t(K * N), 2);
+  const auto bias = random_values(size_t(N), 3);
+  std::vector<float> C(size_t(M * N));
+  const prim::PackedB packed(K, N, B.data(), N, false);
+  prim::GemmEpilogue epilogue;
+  epilogue.bias_per_column = bias.data();
+  epilogue.activation.kind = prim::UnaryKind::relu;
+  for (auto _ : state) {
+    prim::gemm_packed_f32(M, A.data(), K, packed, C.data(), N, epilogue, nullptr);
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * double(M) * double(N) * double(K));
+}
+
+void square_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t n : {256, 512, 1024, 2048}) b->Args({n, n, n});
+}
+
+// Tall-skinny shapes from CNNs: ResNet stem im2col (12544 x 64, K=147), a late 1x1/FC layer
+// (49 x 2048, K=512) and a 3x3 conv on 56x56 (3136 x 64, K=576).
+void skinny_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({12544, 64, 147});
+  b->Args({49, 2048, 512});
+  b->Args({3136, 64, 576});
+}
+
+BENCHMARK(BM_GemmPacked)->Apply(square_shapes)->Apply(skinny_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmGeneral)->Apply(square_shapes)->Apply(skinny_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmPackedBiasRelu)->Args({1024, 1024, 1024})->Apply(skinny_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
+
+}  // namespace

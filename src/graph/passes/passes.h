@@ -1,0 +1,23 @@
+// Graph passes: each is one rewrite in its own file, run in a fixed order by run_graph_passes.
+// Passes may rely on value shapes and constants filled in by shape specialization.
+#pragma once
+#include "tessera/graph.h"
+
+namespace tessera {
+
+// Identity and inference-mode Dropout nodes are bypassed (their readers read the input).
+int remove_identity_nodes(Graph& graph);
+// Conv/Gemm followed by BatchNormalization with constant parameters: the BN is folded into
+// the weights and bias.
+int fold_batchnorm(Graph& graph);
+// Conv + Add(residual of the same shape): the add moves into the convolution's epilogue.
+int fuse_residual_add(Graph& graph);
+// Conv/Gemm/MatMul followed by a pointwise activation: the activation becomes the epilogue.
+int fuse_activation(Graph& graph);
+
+struct PassReport {
+  int identities_removed = 0, batchnorms_folded = 0, residuals_fused = 0, activations_fused = 0;
+};
+PassReport run_graph_passes(Graph& graph);
+
+}  // namespace tessera

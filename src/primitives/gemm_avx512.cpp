@@ -1,0 +1,170 @@
+// The AVX-512 GEMM microkernel: a 14 x 32 register tile (28 zmm accumulators), A broadcast one
+// element at a time, B read as two 16-float vectors per k, with the epilogue fused into the store.
+#include <immintrin.h>
+
+#include <utility>
+
+#include "primitives/vector_activation.h"
+
+namespace tessera::primitives::detail {
+
+namespace {
+
+// 14 rows x 2 vectors = 28 accumulators + 2 B vectors + 1 broadcast fit the 32 zmm registers;
+// per k that is 28 FMAs against 16 loads, which keeps both FMA ports busy.
+constexpr int kRows = 14;
+constexpr int kVectors = 2;
+constexpr int kLanes = 16;
+
+inline __mmask16 lanes_mask(int count) {
+  return count >= kLanes ? __mmask16(0xffff) : __mmask16((1u << count) - 1);
+}
+
+// Accumulates depth k of one (A, B) pair into acc. A is either a packed micro-panel
+// (a[kk * kRows + r]) or row-major (a[r * lda + kk]); B rows are b_row_stride apart.
+template <int ROWS, int NV, bool PACKED_A, bool MASK_B>
+inline void accumulate(__m512 (&acc)[ROWS][NV], const float* a, int64_t lda, const float* b,
+                       int64_t b_row_stride, int64_t b_vector_offset, int64_t k,
+                       __mmask16 last_mask) {
+#pragma GCC unroll 4
+  for (int64_t kk = 0; kk < k; ++kk) {
+    __m512 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      const float* src = b + v * b_vector_offset;
+      bv[v] = (MASK_B && v == NV - 1) ? _mm512_maskz_loadu_ps(last_mask, src)
+                                      : _mm512_loadu_ps(src);
+    }
+#pragma GCC unroll 14
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512 av = _mm512_set1_ps(PACKED_A ? a[r] : a[r * lda]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+    a += PACKED_A ? kRows : 1;
+    b += b_row_stride;
+  }
+}
+
+// beta * C + product + bias + residual for vector v of row r of the tile.
+template <int NV>
+inline __m512 combine(const GemmTileArgs& t, __m512 x, int r, int v, __mmask16 last_mask) {
+  const __mmask16 m = v == NV - 1 ? last_mask : __mmask16(0xffff);
+  const float* c = t.c + r * t.ldc + v * kLanes;
+  if (t.beta == 1.f) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c));
+  else if (t.beta != 0.f) x = _mm512_fmadd_ps(_mm512_set1_ps(t.beta), _mm512_maskz_loadu_ps(m, c), x);
+  if (const GemmEpilogue* e = t.epilogue) {
+    const int64_t row = t.row0 + r, col = t.col0 + v * kLanes;
+    if (e->bias_per_column) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, e->bias_per_column + col));
+    if (e->bias_per_row) x = _mm512_add_ps(x, _mm512_set1_ps(e->bias_per_row[row]));
+    if (e->residual) {
+      x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, e->residual + row * e->ld_residual + col));
+    }
+  }
+  return x;
+}
+
+template <int NV>
+inline void store(const GemmTileArgs& t, __m512 x, int r, int v, int last_count,
+                  __mmask16 last_mask) {
+  float* c = t.c + r * t.ldc + v * kLanes;
+  if (v == NV - 1 && last_count < kLanes) _mm512_mask_storeu_ps(c, last_mask, x);
+  else _mm512_storeu_ps(c, x);
+}
+
+template <int ROWS, int NV, bool PACKED_A>
+void tile(const GemmTileArgs& t) {
+  __m512 acc[ROWS][NV];
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  // Start pulling the C tile in now: with large C it comes from L3 or memory, and waiting for
+  // 28+ lines in the store step would stall the FMA ports for hundreds of cycles.
+  for (int r = 0; r < ROWS; ++r) {
+    const char* row = reinterpret_cast<const char*>(t.c + r * t.ldc);
+    _mm_prefetch(row, _MM_HINT_T0);
+    _mm_prefetch(row + 64, _MM_HINT_T0);
+    if (NV == 2) _mm_prefetch(row + 124, _MM_HINT_T0);  // a third line when the row is unaligned
+  }
+  const int last_count = t.cols - kLanes * (NV - 1);
+  const __mmask16 last_mask = lanes_mask(last_count);
+  // Packed panels are zero padded past N; in-place B must not be read past the tile.
+  const bool mask_b = !t.b_padded && last_count < kLanes;
+  for (int64_t b = 0; b < t.batch; ++b) {
+    const float* a = t.a_batch[b] + t.a_offset;
+    const float* bp = t.b_batch[b] + t.b_offset;
+    if (mask_b) {
+      accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride,
+                                           t.b_vector_offset, t.k, last_mask);
+    } else {
+      accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride,
+                                            t.b_vector_offset, t.k, last_mask);
+    }
+  }
+
+  // Store step: beta * C, then the epilogue, all on the registers before the one store.
+  const float beta = t.beta;
+  const GemmEpilogue* e = t.epilogue;
+  if (e && e->activation.kind != UnaryKind::identity) {
+    // The activation is applied to the whole tile in one call; it gets a copy so that the
+    // accumulators' address never escapes (which would pin them to the stack in the k loop).
+    __m512 out[ROWS * NV];
+#pragma GCC unroll 14
+    for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) out[r * NV + v] = combine<NV>(t, acc[r][v], r, v, last_mask);
+    }
+    activation_avx512(e->activation, out, ROWS * NV);
+#pragma GCC unroll 14
+    for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) store<NV>(t, out[r * NV + v], r, v, last_count, last_mask);
+    }
+  } else if (beta != 0.f || e) {
+#pragma GCC unroll 14
+    for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        store<NV>(t, combine<NV>(t, acc[r][v], r, v, last_mask), r, v, last_count, last_mask);
+      }
+    }
+  } else {
+#pragma GCC unroll 14
+    for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) store<NV>(t, acc[r][v], r, v, last_count, last_mask);
+    }
+  }
+}
+
+using TileFn = void (*)(const GemmTileArgs&);
+
+// One instantiation per row count, so edge tiles keep their loops fully unrolled. Plain arrays:
+// library templates instantiated here could be the copy the linker keeps for baseline code.
+template <bool PACKED_A, int NV, typename Sequence>
+struct RowTiles;
+template <bool PACKED_A, int NV, int... R>
+struct RowTiles<PACKED_A, NV, std::integer_sequence<int, R...>> {
+  static constexpr TileFn by_rows[sizeof...(R)] = {&tile<R + 1, NV, PACKED_A>...};
+};
+using AllRows = std::make_integer_sequence<int, kRows>;
+
+void tile_avx512(const GemmTileArgs& t) {
+  if (t.rows <= 0 || t.cols <= 0) return;
+  const int index = t.rows - 1;
+  const bool two = t.cols > kLanes;
+  if (t.a_packed) {
+    (two ? RowTiles<true, 2, AllRows>::by_rows : RowTiles<true, 1, AllRows>::by_rows)[index](t);
+  } else {
+    (two ? RowTiles<false, 2, AllRows>::by_rows : RowTiles<false, 1, AllRows>::by_rows)[index](t);
+  }
+}
+
+}  // namespace
+
+constinit const GemmKernel kGemmAvx512 = {kRows, kVectors * kLanes, kLanes,
+                                          tile_avx512};
+
+}  // namespace tessera::primitives::detail

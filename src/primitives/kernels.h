@@ -1,0 +1,88 @@
+// Internal kernel tables behind primitives.h: one table per ISA, chosen by dispatch.cpp from
+// active_isa(). The *_avx2.cpp / *_avx512.cpp files fill theirs; nothing here runs AVX code.
+#pragma once
+#include <cstdint>
+
+#include "primitives/primitives.h"
+
+namespace tessera::primitives::detail {
+
+// One element of each primitive, in plain C++. The scalar kernels are built from these and the
+// vector kernels fall back to them for the rare kinds they do not vectorize (sin, cos, pow...).
+float unary_one(const UnaryParams& params, float x);
+float binary_one(BinaryKind kind, float a, float b);
+// A portable row loop for a binary op; vector kernels use it for pow.
+void binary_row_scalar(BinaryKind kind, int64_t n, const float* a, int64_t a_step, const float* b,
+                       int64_t b_step, float* y);
+
+// The portable kernels, visible so the vector tables can reuse them for cases they leave scalar.
+void unary_scalar(const UnaryParams& params, int64_t n, const float* x, float* y);
+void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                        float* y);
+void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                        float* y);
+
+struct EltwiseKernels {
+  void (*unary)(const UnaryParams& params, int64_t n, const float* x, float* y);
+  // y[i] = a[i * a_step] op b[i * b_step] for i < n; steps are 0 (broadcast) or 1.
+  void (*binary_row)(BinaryKind kind, int64_t n, const float* a, int64_t a_step, const float* b,
+                     int64_t b_step, float* y);
+  void (*reduce_rows)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                      float* y);
+  void (*reduce_cols)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                      float* y);
+};
+
+// Everything one call of a GEMM microkernel needs: a register tile of `rows` x `cols` of C,
+// accumulated over `batch` (A, B) pairs of depth k, then stored through the epilogue.
+struct GemmTileArgs {
+  int64_t k = 0;
+  int64_t batch = 1;
+  int rows = 0;  // <= GemmKernel::mr
+  int cols = 0;  // <= GemmKernel::nr
+  // A: either packed (k-major micro-panel, element (r, kk) at a[kk * mr + r]) or row-major
+  // (element (r, kk) at a[r * a_row_stride + kk]). a_batch[b] + a_offset is the tile's origin.
+  bool a_packed = false;
+  const float* const* a_batch = nullptr;
+  int64_t a_offset = 0;
+  int64_t a_row_stride = 0;
+  // B: the tile's columns are grouped in vectors of GemmKernel::vector_floats; vector v of row kk
+  // starts at b_batch[b] + b_offset + kk * b_row_stride + v * b_vector_offset. When b_padded the
+  // last vector may be read in full (packed panels are zero padded), otherwise only `cols`.
+  bool b_padded = false;
+  const float* const* b_batch = nullptr;
+  int64_t b_offset = 0;
+  int64_t b_row_stride = 0;
+  int64_t b_vector_offset = 0;
+  // C = beta * C + product (beta == 0 never reads C), then the epilogue when given. row0/col0
+  // are the tile's coordinates in the whole C, which the bias and residual pointers index.
+  float* c = nullptr;
+  int64_t ldc = 0;
+  float beta = 0.f;
+  const GemmEpilogue* epilogue = nullptr;
+  int64_t row0 = 0, col0 = 0;
+};
+
+struct GemmKernel {
+  int mr;             // rows of the register tile
+  int nr;             // columns of the register tile
+  int vector_floats;  // columns per vector register
+  void (*tile)(const GemmTileArgs& args);
+};
+
+// Constant-initialized, so reading a table never runs code compiled for another ISA.
+extern const EltwiseKernels kEltwiseScalar;
+extern const EltwiseKernels kEltwiseAvx2;
+extern const EltwiseKernels kEltwiseAvx512;
+extern const GemmKernel kGemmScalar;
+extern const GemmKernel kGemmAvx2;
+extern const GemmKernel kGemmAvx512;
+
+const EltwiseKernels& eltwise_kernels(Isa isa);
+const GemmKernel& gemm_kernel(Isa isa);
+
+// Adds the epilogue to one value of C at (row, col); the portable tail of every kernel. Not
+// inline: a header inline compiled into an AVX file could be the copy the linker keeps.
+float apply_epilogue_one(const GemmEpilogue& epilogue, int64_t row, int64_t col, float v);
+
+}  // namespace tessera::primitives::detail

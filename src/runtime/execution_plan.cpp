@@ -1,0 +1,159 @@
+// Kernel creation, memory planning and the run loop.
+#include "runtime/execution_plan.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "graph/memory_planner.h"
+
+namespace tessera {
+
+namespace {
+Shape value_shape(const Value& v) {
+  Shape s;
+  for (const Dim& d : v.dims) s.push_back(d.value);
+  return s;
+}
+}  // namespace
+
+ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool)
+    : graph_(std::move(specialized_graph)), pool_(pool) {
+  const auto& registry = OperatorRegistry::instance();
+  tensors_.resize(graph_.values.size());
+  is_graph_output_.assign(graph_.values.size(), false);
+  for (int o : graph_.outputs) is_graph_output_[size_t(o)] = true;
+  for (size_t v = 0; v < graph_.values.size(); ++v) {
+    if (graph_.values[v].is_constant()) {
+      tensors_[v] = graph_.values[v].constant;
+      stats_.weight_bytes += graph_.values[v].constant.nbytes();
+    }
+  }
+
+  // Create kernels; record each intermediate's lifetime in steps.
+  std::vector<int> first_step(graph_.values.size(), -1), last_step(graph_.values.size(), -1);
+  for (size_t n = 0; n < graph_.nodes.size(); ++n) {
+    const Node& node = graph_.nodes[n];
+    const KernelFactory* factory = registry.find(node.op_type, graph_.opset, node.domain);
+    if (!factory) throw Error("unsupported operator '" + node.op_type + "' at node '" + node.name + "'");
+    KernelCreateContext ctx{node, graph_.opset, {}, {}, &pool_};
+    for (int in : node.inputs) {
+      ValueInfo info;
+      if (in >= 0) {
+        const Value& v = graph_.values[size_t(in)];
+        info.present = true;
+        info.dtype = v.dtype;
+        info.shape = value_shape(v);
+        if (v.is_constant()) info.constant = &v.constant;
+        last_step[size_t(in)] = int(steps_.size());
+      }
+      ctx.inputs.push_back(info);
+    }
+    ctx.outputs.resize(node.outputs.size());
+    Step step;
+    step.node_index = int(n);
+    step.kernel = (*factory)(ctx);
+    step.flops = step.kernel->flops();
+    stats_.total_flops += step.flops;
+    for (size_t o = 0; o < node.outputs.size(); ++o) {
+      int out = node.outputs[o];
+      if (out < 0) continue;
+      Value& v = graph_.values[size_t(out)];
+      if (o >= ctx.outputs.size() || !ctx.outputs[o].present)
+        throw Error(ctx.describe() + ": output " + std::to_string(o) + " is not produced");
+      v.dtype = ctx.outputs[o].dtype;
+      v.has_type = v.has_shape = true;
+      v.dims.clear();
+      for (int64_t d : ctx.outputs[o].shape) v.dims.push_back(Dim{d, ""});
+      first_step[size_t(out)] = int(steps_.size());
+      if (last_step[size_t(out)] < first_step[size_t(out)]) last_step[size_t(out)] = first_step[size_t(out)];
+    }
+    steps_.push_back(std::move(step));
+  }
+  stats_.steps = int(steps_.size());
+
+  // Intermediates (produced by a step, not a graph output) share one arena.
+  std::vector<BufferRequest> requests;
+  std::vector<int> request_value;
+  for (size_t v = 0; v < graph_.values.size(); ++v) {
+    if (first_step[v] < 0 || is_graph_output_[v]) continue;
+    const Value& value = graph_.values[v];
+    BufferRequest r;
+    r.bytes = size_t(shape_numel(value_shape(value))) * dtype_size(value.dtype);
+    r.first_step = first_step[v];
+    r.last_step = std::max(last_step[v], first_step[v]);
+    requests.push_back(r);
+    request_value.push_back(int(v));
+  }
+  MemoryPlan memory = plan_memory(requests);
+  stats_.peak_activation_bytes = memory.arena_bytes;
+  stats_.naive_activation_bytes = memory.naive_bytes;
+  arena_ = Storage::allocate(memory.arena_bytes);
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const Value& value = graph_.values[size_t(request_value[r])];
+    tensors_[size_t(request_value[r])] = Tensor(value.dtype, value_shape(value), arena_, memory.offsets[r]);
+  }
+}
+
+std::vector<StepInfo> ExecutionPlan::steps() const {
+  std::vector<StepInfo> result;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    StepInfo info;
+    info.step_index = int(s);
+    info.node = &graph_.nodes[size_t(steps_[s].node_index)];
+    info.flops = steps_[s].flops;
+    result.push_back(info);
+  }
+  return result;
+}
+
+std::map<std::string, Tensor> ExecutionPlan::run(const std::map<std::string, Tensor>& inputs,
+                                                 const std::vector<StepObserver*>& observers) {
+  for (int id : graph_.inputs) {
+    const Value& v = graph_.values[size_t(id)];
+    auto it = inputs.find(v.name);
+    if (it == inputs.end()) throw Error("missing input '" + v.name + "'");
+    const Tensor& t = it->second;
+    if (t.dtype() != v.dtype)
+      throw Error("input '" + v.name + "' must be " + dtype_name(v.dtype) + " but is " + dtype_name(t.dtype()));
+    if (t.shape() != value_shape(v))
+      throw Error("input '" + v.name + "' has shape " + shape_to_string(t.shape()) +
+                  " but the plan was made for " + shape_to_string(value_shape(v)));
+    tensors_[size_t(id)] = t.is_contiguous() ? t : t.clone();
+  }
+  // Graph outputs get fresh storage each run so callers own them.
+  for (int o : graph_.outputs) {
+    const Value& v = graph_.values[size_t(o)];
+    if (!v.is_constant() && std::find(graph_.inputs.begin(), graph_.inputs.end(), o) == graph_.inputs.end())
+      tensors_[size_t(o)] = Tensor(v.dtype, value_shape(v));
+  }
+  ExecContext context{pool_};
+  std::vector<const Tensor*> in_ptrs;
+  std::vector<Tensor*> out_ptrs;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const Node& node = graph_.nodes[size_t(steps_[s].node_index)];
+    in_ptrs.clear();
+    out_ptrs.clear();
+    for (int in : node.inputs) in_ptrs.push_back(in >= 0 ? &tensors_[size_t(in)] : nullptr);
+    for (int out : node.outputs) out_ptrs.push_back(out >= 0 ? &tensors_[size_t(out)] : nullptr);
+    if (!observers.empty()) {
+      StepInfo info{int(s), &node, steps_[s].flops, in_ptrs, out_ptrs};
+      for (auto* o : observers) o->before_step(info);
+      steps_[s].kernel->run(in_ptrs, out_ptrs, context);
+      for (auto* o : observers) o->after_step(info);
+    } else {
+      steps_[s].kernel->run(in_ptrs, out_ptrs, context);
+    }
+  }
+  std::map<std::string, Tensor> result;
+  for (int o : graph_.outputs) {
+    const Value& v = graph_.values[size_t(o)];
+    const Tensor& t = tensors_[size_t(o)];
+    // Constants and pass-through inputs are copied so the caller never aliases model state.
+    bool owned = !v.is_constant() && std::find(graph_.inputs.begin(), graph_.inputs.end(), o) == graph_.inputs.end();
+    result[v.name] = owned ? t : t.clone();
+  }
+  for (int id : graph_.inputs) tensors_[size_t(id)] = Tensor();
+  return result;
+}
+
+}  // namespace tessera

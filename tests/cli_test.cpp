@@ -1,0 +1,149 @@
+// The CLI end to end: good runs write correct .npy outputs; every kind of bad input gives one
+// clear error line and exit code 1, never a crash.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "tessera/npy.h"
+#include "test_support.h"
+
+using namespace tessera;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+CommandResult run_cli(const std::string& args) {
+  std::string command = std::string(TESSERA_BINARY_DIR) + "/tessera " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() / ("tessera_cli_test_" + std::to_string(::getpid()))).string();
+    fs::create_directories(dir_);
+    model_ = dir_ + "/model.onnx";
+    std::ofstream out(model_, std::ios::binary);
+    tessera::testing::small_onnx_model().SerializeToOstream(&out);
+    out.close();
+    input_ = tessera::testing::random_tensor({2, 4}, 11);
+    write_npy(dir_ + "/x.npy", input_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Expects failure: exit code 1, one line starting "error:", containing `needle`.
+  void expect_one_line_error(const std::string& args, const std::string& needle) {
+    CommandResult r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.output;
+  }
+
+  std::string dir_, model_;
+  Tensor input_;
+};
+
+}  // namespace
+
+TEST_F(CliTest, RunWritesCorrectOutputs) {
+  CommandResult r = run_cli("run " + model_ + " -i x=" + dir_ + "/x.npy -o " + dir_ + "/out --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Tensor y = read_npy(dir_ + "/out/y.npy");
+  ASSERT_EQ(y.shape(), (Shape{2, 4}));
+  for (int64_t i = 0; i < y.numel(); ++i)
+    EXPECT_FLOAT_EQ(y.data<float>()[i], std::max(0.f, input_.data<float>()[i] + float(i % 4) - 1.5f));
+}
+
+TEST_F(CliTest, InfoPrintsInterfaceOpsParametersAndFlops) {
+  CommandResult r = run_cli("info " + model_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* needle : {"inputs:", "x  float32 [batch,4]", "outputs:", "Add", "Relu", "parameters: 4", "FLOPs"})
+    EXPECT_NE(r.output.find(needle), std::string::npos) << needle << " missing in\n" << r.output;
+}
+
+TEST_F(CliTest, BenchPrintsMedianAndP90AndWritesTrace) {
+  CommandResult r = run_cli("bench " + model_ + " --iters 5 --warmup 1 --threads 1 --trace " + dir_ + "/trace.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(median [0-9.]+ ms  p90 [0-9.]+ ms)"))) << r.output;
+  std::ifstream trace(dir_ + "/trace.json");
+  std::string text((std::istreambuf_iterator<char>(trace)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"traceEvents\""), std::string::npos);
+  EXPECT_NE(text.find("\"ph\":\"X\""), std::string::npos);
+}
+
+TEST_F(CliTest, HelpOnEverySubcommand) {
+  for (const char* sub : {"run", "info", "bench"}) {
+    CommandResult r = run_cli(std::string(sub) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << sub;
+    EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(CliTest, MissingInput) {
+  expect_one_line_error("run " + model_ + " -o " + dir_ + "/out", "missing input 'x'");
+}
+
+TEST_F(CliTest, ModelPathDoesNotExist) {
+  expect_one_line_error("run " + dir_ + "/nope.onnx -i x=" + dir_ + "/x.npy -o " + dir_ + "/out", "not found");
+}
+
+TEST_F(CliTest, TruncatedModel) {
+  std::string bytes = tessera::testing::small_onnx_model().SerializeAsString();
+  std::ofstream(dir_ + "/cut.onnx", std::ios::binary).write(bytes.data(), std::streamsize(bytes.size() / 2));
+  expect_one_line_error("run " + dir_ + "/cut.onnx -i x=" + dir_ + "/x.npy -o " + dir_ + "/out", "cut.onnx");
+}
+
+TEST_F(CliTest, MalformedNpy) {
+  std::ofstream(dir_ + "/bad.npy") << "\x93NUMPY garbage";
+  expect_one_line_error("run " + model_ + " -i x=" + dir_ + "/bad.npy -o " + dir_ + "/out", "input 'x'");
+}
+
+TEST_F(CliTest, WrongDtype) {
+  write_npy(dir_ + "/i.npy", Tensor(DType::i64, {2, 4}));
+  expect_one_line_error("run " + model_ + " -i x=" + dir_ + "/i.npy -o " + dir_ + "/out", "float32");
+}
+
+TEST_F(CliTest, WrongShape) {
+  write_npy(dir_ + "/s.npy", tessera::testing::random_tensor({2, 5}, 1));
+  expect_one_line_error("run " + model_ + " -i x=" + dir_ + "/s.npy -o " + dir_ + "/out", "shape [2,5]");
+}
+
+TEST_F(CliTest, UnknownOp) {
+  onnx::ModelProto m = tessera::testing::small_onnx_model();
+  m.mutable_graph()->mutable_node(0)->set_op_type("NoSuchOp");
+  std::ofstream out(dir_ + "/unknown.onnx", std::ios::binary);
+  m.SerializeToOstream(&out);
+  out.close();
+  expect_one_line_error("run " + dir_ + "/unknown.onnx -i x=" + dir_ + "/x.npy -o " + dir_ + "/out",
+                        "unsupported operator 'NoSuchOp' (domain ai.onnx, opset 13) at node 'add0'");
+}
+
+TEST_F(CliTest, DeclaredSizeMismatch) {
+  onnx::ModelProto m = tessera::testing::small_onnx_model();
+  m.mutable_graph()->mutable_initializer(0)->set_dims(0, 5);
+  std::ofstream out(dir_ + "/size.onnx", std::ios::binary);
+  m.SerializeToOstream(&out);
+  out.close();
+  expect_one_line_error("run " + dir_ + "/size.onnx -i x=" + dir_ + "/x.npy -o " + dir_ + "/out", "declares shape [5]");
+}
+
+TEST_F(CliTest, BadArgumentSyntax) {
+  CommandResult r = run_cli("run " + model_ + " -i x -o " + dir_ + "/out");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("NAME=FILE.npy"), std::string::npos) << r.output;
+}

@@ -1,0 +1,693 @@
+// Checks every primitive of every ISA this CPU has (scalar, AVX2, AVX-512) against plain loops
+// written here, on odd sizes and tails, broadcasts, transposes and every epilogue part.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "primitives/primitives.h"
+#include "test_support.h"
+
+namespace prim = tessera::primitives;
+using prim::BinaryKind;
+using prim::Isa;
+using prim::ReduceKind;
+using prim::UnaryKind;
+using prim::UnaryParams;
+
+namespace {
+
+// Runs `body` once per ISA the CPU supports, restoring the active ISA afterwards.
+void for_each_isa(const std::function<void(Isa)>& body) {
+  const Isa saved = prim::active_isa();
+  for (int i = 0; i <= int(prim::detected_isa()); ++i) {
+    const Isa isa = prim::set_isa(Isa(i));
+    ASSERT_EQ(isa, Isa(i));
+    SCOPED_TRACE(std::string("isa=") + prim::isa_name(isa));
+    body(isa);
+    if (::testing::Test::HasFatalFailure()) break;
+  }
+  prim::set_isa(saved);
+}
+
+std::vector<float> random_vector(size_t n, uint32_t seed, float low = -1.f, float high = 1.f) {
+  return tessera::testing::random_floats(n, seed, low, high);
+}
+
+const int64_t kSizes[] = {1, 2, 3, 5, 7, 13, 16, 17, 31, 33, 64, 100, 129};
+
+// ------------------------------------------------------------------ unary reference (double)
+double sigmoid_ref(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+double softplus_ref(double x) { return x > 30 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+
+double unary_ref(const UnaryParams& p, double x) {
+  const double a = p.alpha, b = p.beta;
+  switch (p.kind) {
+    case UnaryKind::identity: return x;
+    case UnaryKind::relu: return x < 0 ? 0 : x;
+    case UnaryKind::leaky_relu: return x < 0 ? a * x : x;
+    case UnaryKind::elu: return x < 0 ? a * std::expm1(x) : x;
+    case UnaryKind::selu: return x <= 0 ? b * a * std::expm1(x) : b * x;
+    case UnaryKind::sigmoid: return sigmoid_ref(x);
+    case UnaryKind::tanh: return std::tanh(x);
+    case UnaryKind::exp: return std::exp(x);
+    case UnaryKind::log: return std::log(x);
+    case UnaryKind::sqrt: return std::sqrt(x);
+    case UnaryKind::erf: return std::erf(x);
+    case UnaryKind::neg: return -x;
+    case UnaryKind::abs: return std::fabs(x);
+    case UnaryKind::reciprocal: return 1.0 / x;
+    case UnaryKind::clip: return std::min(std::max(x, a), b);
+    case UnaryKind::hard_sigmoid: return std::max(0.0, std::min(1.0, a * x + b));
+    case UnaryKind::hard_swish: return x * std::max(0.0, std::min(1.0, x / 6 + 0.5));
+    case UnaryKind::gelu_erf: return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+    case UnaryKind::gelu_tanh: {
+      // 0.5 x (1 + tanh u) written as x * sigmoid(2u), which keeps its digits for x << 0.
+      const double u = std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
+      return x * sigmoid_ref(2 * u);
+    }
+    case UnaryKind::softplus: return softplus_ref(x);
+    case UnaryKind::floor: return std::floor(x);
+    case UnaryKind::ceil: return std::ceil(x);
+    case UnaryKind::round: return std::nearbyint(x);
+    case UnaryKind::sign: return x > 0 ? 1 : (x < 0 ? -1 : 0);
+    case UnaryKind::sin: return std::sin(x);
+    case UnaryKind::cos: return std::cos(x);
+    case UnaryKind::square: return x * x;
+    case UnaryKind::mish: return x * std::tanh(softplus_ref(x));
+    case UnaryKind::silu: return x * sigmoid_ref(x);
+  }
+  return x;
+}
+
+struct UnaryCase {
+  UnaryKind kind;
+  const char* name;
+  float alpha, beta;
+  float low, high;  // input range
+  double rtol;      // relative tolerance
+  double atol;      // absolute floor, for results that cancel to ~0 in float arithmetic
+};
+
+// Tolerances: 1e-5 relative wherever the float result is computed without cancellation. The
+// hard_* and clip-style kinds get an absolute floor of a few ulps of |x|, because alpha*x+beta
+// rounds before the clamp and the product can cross zero. The vector exp/erf/tanh/log keep a
+// relative error near 1e-6 (checked tighter in VectorMathAccuracy below).
+const UnaryCase kUnaryCases[] = {
+    {UnaryKind::identity, "identity", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::relu, "relu", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::leaky_relu, "leaky_relu", 0.1f, 0, -10, 10, 1e-6, 0},
+    {UnaryKind::elu, "elu", 1.3f, 0, -12, 5, 1e-5, 1e-30},
+    {UnaryKind::selu, "selu", 1.6732632f, 1.0507010f, -12, 5, 1e-5, 1e-30},
+    {UnaryKind::sigmoid, "sigmoid", 0, 0, -30, 30, 1e-5, 1e-30},
+    {UnaryKind::tanh, "tanh", 0, 0, -12, 12, 1e-5, 1e-30},
+    {UnaryKind::exp, "exp", 0, 0, -85, 85, 1e-5, 1e-30},
+    {UnaryKind::log, "log", 0, 0, 1e-6f, 1e4f, 1e-5, 1e-7},
+    {UnaryKind::sqrt, "sqrt", 0, 0, 0, 100, 1e-6, 0},
+    {UnaryKind::erf, "erf", 0, 0, -5, 5, 1e-5, 1e-30},
+    {UnaryKind::neg, "neg", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::abs, "abs", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::reciprocal, "reciprocal", 0, 0, 0.05f, 20, 1e-6, 0},
+    {UnaryKind::clip, "clip", -0.5f, 2.5f, -5, 5, 0, 0},
+    {UnaryKind::hard_sigmoid, "hard_sigmoid", 0.2f, 0.5f, -6, 6, 1e-5, 1e-6},
+    {UnaryKind::hard_swish, "hard_swish", 0, 0, -6, 6, 1e-5, 1e-6},
+    {UnaryKind::gelu_erf, "gelu_erf", 0, 0, -12, 8, 1e-5, 1e-30},
+    // u = c (x + 0.044715 x^3) is rounded in float, so the tail x << 0, where the result is
+    // ~exp(2u), carries about |2u| ulps: the range stops where that reaches 1e-5.
+    {UnaryKind::gelu_tanh, "gelu_tanh", 0, 0, -6, 8, 1e-5, 1e-30},
+    {UnaryKind::softplus, "softplus", 0, 0, -30, 30, 1e-5, 1e-30},
+    {UnaryKind::floor, "floor", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::ceil, "ceil", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::round, "round", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::sign, "sign", 0, 0, -10, 10, 0, 0},
+    {UnaryKind::sin, "sin", 0, 0, -10, 10, 1e-5, 1e-6},
+    {UnaryKind::cos, "cos", 0, 0, -10, 10, 1e-5, 1e-6},
+    {UnaryKind::square, "square", 0, 0, -10, 10, 1e-6, 0},
+    {UnaryKind::mish, "mish", 0, 0, -20, 20, 1e-5, 1e-30},
+    {UnaryKind::silu, "silu", 0, 0, -30, 30, 1e-5, 1e-30},
+};
+
+// Inputs over [low, high] plus the values where kernels switch branches or round.
+std::vector<float> unary_inputs(const UnaryCase& c, size_t n, uint32_t seed) {
+  std::vector<float> x = random_vector(n, seed, c.low, c.high);
+  const float specials[] = {0.f,   -0.f,  0.5f,  -0.5f, 1.5f,  -1.5f,  2.5f,   -2.5f,
+                            1e-4f, -1e-4f, 3e-3f, -3e-3f, 0.9f, -0.9f, 1.1f, -1.1f,
+                            3.f,   -3.f,  0.125f, -0.125f, 1e-7f, -1e-7f, 0.3f, -0.3f};
+  size_t i = 0;
+  for (float s : specials) {
+    if (i >= n) break;
+    if (s >= c.low && s <= c.high) x[i++] = s;
+  }
+  return x;
+}
+
+void check_unary(const UnaryCase& c, const std::vector<float>& x, const std::vector<float>& y) {
+  const UnaryParams p{c.kind, c.alpha, c.beta};
+  int failures = 0;
+  for (size_t i = 0; i < x.size() && failures < 5; ++i) {
+    const double ref = unary_ref(p, x[i]);
+    const double err = std::fabs(double(y[i]) - ref);
+    if (!(err <= c.rtol * std::fabs(ref) + c.atol)) {
+      ++failures;
+      ADD_FAILURE() << c.name << "(" << x[i] << ") = " << y[i] << ", expected " << ref
+                    << " (index " << i << " of " << x.size() << ")";
+    }
+  }
+}
+
+// ------------------------------------------------------------------ GEMM reference (double)
+struct GemmCheck {
+  std::vector<double> value;  // reference result
+  std::vector<double> bound;  // sum of |terms|, which scales the rounding error
+};
+
+// op(A)[m, k] with A row-major (lda); op = transpose when trans.
+float at(const std::vector<float>& a, bool trans, int64_t ld, int64_t row, int64_t col) {
+  return trans ? a[col * ld + row] : a[row * ld + col];
+}
+
+void expect_matrix_near(int64_t M, int64_t N, const float* C, int64_t ldc, const GemmCheck& ref,
+                        int64_t ld_ref, double rtol, const std::string& what) {
+  int failures = 0;
+  for (int64_t m = 0; m < M && failures < 5; ++m) {
+    for (int64_t n = 0; n < N && failures < 5; ++n) {
+      const double want = ref.value[m * ld_ref + n];
+      const double got = C[m * ldc + n];
+      const double tol = rtol * ref.bound[m * ld_ref + n] + 1e-6;
+      if (!(std::fabs(got - want) <= tol)) {
+        ++failures;
+        ADD_FAILURE() << what << ": C[" << m << "," << n << "] = " << got << ", expected " << want;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------ dispatch
+TEST(Primitives, IsaDetectionAndOverride) {
+  const Isa detected = prim::detected_isa();
+  EXPECT_LE(int(prim::active_isa()), int(detected));
+  const Isa saved = prim::active_isa();
+  EXPECT_EQ(prim::set_isa(Isa::scalar), Isa::scalar);
+  EXPECT_EQ(prim::active_isa(), Isa::scalar);
+  // Asking for more than the CPU has is clamped.
+  EXPECT_EQ(prim::set_isa(Isa::avx512), detected);
+  prim::set_isa(saved);
+  EXPECT_STREQ(prim::isa_name(Isa::avx2), "avx2");
+}
+
+// ------------------------------------------------------------------------------ unary
+TEST(Primitives, UnaryAllKindsWithTails) {
+  for_each_isa([](Isa) {
+    for (const UnaryCase& c : kUnaryCases) {
+      SCOPED_TRACE(c.name);
+      for (size_t n : {size_t(1), size_t(3), size_t(15), size_t(16), size_t(17), size_t(31),
+                       size_t(40), size_t(67), size_t(1000)}) {
+        const auto x = unary_inputs(c, n, uint32_t(n * 31 + int(c.kind)));
+        std::vector<float> y(n + 1, 12345.f);
+        prim::unary_f32({c.kind, c.alpha, c.beta}, int64_t(n), x.data(), y.data());
+        EXPECT_EQ(y[n], 12345.f) << "wrote past the end";
+        y.resize(n);
+        check_unary(c, x, y);
+        // In place (x and y alias) gives the same values.
+        std::vector<float> z = x;
+        prim::unary_f32({c.kind, c.alpha, c.beta}, int64_t(n), z.data(), z.data());
+        EXPECT_EQ(0, std::memcmp(z.data(), y.data(), n * sizeof(float))) << "in place differs";
+      }
+    }
+  });
+}
+
+// Tight relative error of the vector transcendental functions over wide ranges.
+TEST(Primitives, VectorMathAccuracy) {
+  struct Range {
+    UnaryKind kind;
+    float low, high;
+    double rtol;
+  };
+  const Range ranges[] = {
+      {UnaryKind::exp, -87, 88, 2e-6},         {UnaryKind::exp, -1, 1, 1e-6},
+      {UnaryKind::log, 1e-30f, 1e30f, 2e-6},   {UnaryKind::log, 0.5f, 2, 2e-6},
+      {UnaryKind::tanh, -1, 1, 2e-6},          {UnaryKind::tanh, -0.01f, 0.01f, 2e-6},
+      {UnaryKind::erf, -1, 1, 2e-6},           {UnaryKind::erf, -4, 4, 2e-6},
+      {UnaryKind::sigmoid, -80, 20, 2e-6},     {UnaryKind::gelu_erf, -12, 13, 4e-6},
+      {UnaryKind::gelu_tanh, -5, 13, 4e-6},   {UnaryKind::silu, -80, 80, 2e-6},
+      {UnaryKind::softplus, -80, 80, 2e-6},    {UnaryKind::mish, -40, 40, 4e-6},
+      {UnaryKind::elu, -0.01f, 0.01f, 2e-6},
+  };
+  for_each_isa([&](Isa) {
+    for (const Range& r : ranges) {
+      const size_t n = 20000;
+      std::vector<float> x(n), y(n);
+      // Log-spaced magnitudes for the log range, uniform otherwise.
+      std::mt19937 rng(int(r.kind) * 7 + 1);
+      std::uniform_real_distribution<double> u(0, 1);
+      for (size_t i = 0; i < n; ++i) {
+        x[i] = r.kind == UnaryKind::log
+                   ? float(std::exp(std::log(r.low) + u(rng) * (std::log(r.high) - std::log(r.low))))
+                   : float(r.low + u(rng) * (r.high - r.low));
+      }
+      const UnaryParams p{r.kind, 1.f, 0.f};
+      prim::unary_f32(p, int64_t(n), x.data(), y.data());
+      double worst = 0;
+      float worst_x = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const double ref = unary_ref(p, x[i]);
+        if (ref == 0 || !std::isnormal(float(ref))) continue;  // subnormal results: no rel bound
+        const double rel = std::fabs(y[i] - ref) / std::fabs(ref);
+        if (rel > worst) worst = rel, worst_x = x[i];
+      }
+      EXPECT_LE(worst, r.rtol) << "kind " << int(r.kind) << " worst at x=" << worst_x;
+    }
+  });
+}
+
+TEST(Primitives, UnarySpecialValues) {
+  const float inf = INFINITY, nan = NAN;
+  for_each_isa([&](Isa) {
+    float x[] = {inf, -inf, nan, 0.f, 1e-40f, -1e-40f, 100.f, -100.f,
+                 inf, -inf, nan, 0.f, 1e-40f, -1e-40f, 100.f, -100.f, 7.f};
+    const int n = int(sizeof(x) / sizeof(x[0]));
+    float y[n];
+    prim::unary_f32({UnaryKind::exp}, n, x, y);
+    EXPECT_EQ(y[0], inf);
+    EXPECT_EQ(y[1], 0.f);
+    EXPECT_TRUE(std::isnan(y[2]));
+    EXPECT_EQ(y[3], 1.f);
+    EXPECT_EQ(y[6], inf);
+    EXPECT_LT(y[7], 1e-40f);  // exp(-100) is subnormal
+    EXPECT_GE(y[7], 0.f);
+    prim::unary_f32({UnaryKind::tanh}, n, x, y);
+    EXPECT_EQ(y[0], 1.f);
+    EXPECT_EQ(y[1], -1.f);
+    EXPECT_TRUE(std::isnan(y[2]));
+    EXPECT_EQ(y[6], 1.f);
+    EXPECT_EQ(y[7], -1.f);
+    prim::unary_f32({UnaryKind::sigmoid}, n, x, y);
+    EXPECT_EQ(y[0], 1.f);
+    EXPECT_EQ(y[1], 0.f);
+    EXPECT_EQ(y[3], 0.5f);
+    prim::unary_f32({UnaryKind::log}, n, x, y);
+    EXPECT_EQ(y[0], inf);
+    EXPECT_TRUE(std::isnan(y[1]));
+    EXPECT_EQ(y[3], -inf);
+    EXPECT_NEAR(y[4], std::log(1e-40), 1e-4);  // subnormal input
+    EXPECT_TRUE(std::isnan(y[5]));
+    prim::unary_f32({UnaryKind::erf}, n, x, y);
+    EXPECT_EQ(y[0], 1.f);
+    EXPECT_EQ(y[1], -1.f);
+    EXPECT_EQ(y[6], 1.f);
+    prim::unary_f32({UnaryKind::relu}, n, x, y);
+    EXPECT_EQ(y[0], inf);
+    EXPECT_EQ(y[1], 0.f);
+    prim::unary_f32({UnaryKind::gelu_erf}, n, x, y);
+    EXPECT_EQ(y[6], 100.f);
+    EXPECT_EQ(y[7], -0.f);
+  });
+}
+
+// ------------------------------------------------------------------------------ binary
+TEST(Primitives, BinaryAllKindsAndBroadcasts) {
+  const BinaryKind kinds[] = {BinaryKind::add, BinaryKind::sub, BinaryKind::mul, BinaryKind::div,
+                              BinaryKind::pow, BinaryKind::max, BinaryKind::min, BinaryKind::prelu};
+  // (row stride, col stride) patterns relative to a dense [rows, cols] operand.
+  enum Pattern { dense, row_vector, col_vector, scalar, strided };
+  const Pattern patterns[] = {dense, row_vector, col_vector, scalar, strided};
+  for_each_isa([&](Isa) {
+    uint32_t seed = 1;
+    for (BinaryKind kind : kinds) {
+      for (Pattern pa : patterns) {
+        for (Pattern pb : patterns) {
+          for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 33},
+                                    {2, 100}, {7, 1}, {4, 16}}) {
+            SCOPED_TRACE("kind " + std::to_string(int(kind)) + " a " + std::to_string(pa) +
+                         " b " + std::to_string(pb) + " " + std::to_string(rows) + "x" +
+                         std::to_string(cols));
+            auto make = [&](Pattern p, std::vector<float>& storage, int64_t& rs, int64_t& cs) {
+              switch (p) {
+                case dense: rs = cols, cs = 1; break;
+                case row_vector: rs = 0, cs = 1; break;
+                case col_vector: rs = 1, cs = 0; break;
+                case scalar: rs = 0, cs = 0; break;
+                case strided: rs = 3 * cols + 1, cs = 2; break;
+              }
+              storage = random_vector(size_t(rows * std::max<int64_t>(rs, 1) + cols * cs + 4),
+                                      seed++, -2.f, 2.f);
+            };
+            std::vector<float> a, b;
+            int64_t ars = 0, acs = 0, brs = 0, bcs = 0;
+            make(pa, a, ars, acs);
+            make(pb, b, brs, bcs);
+            if (kind == BinaryKind::pow) {
+              for (auto& v : a) v = std::fabs(v) + 0.1f;  // real-valued pow
+              if (pb == scalar) b[0] = seed % 2 ? 2.f : 1.7f;
+            }
+            if (kind == BinaryKind::div) {
+              for (auto& v : b) v = v < 0 ? v - 0.5f : v + 0.5f;
+            }
+            const int64_t ldy = cols + 3;
+            std::vector<float> y(size_t(rows * ldy), -777.f);
+            prim::binary_f32(kind, rows, cols, a.data(), ars, acs, b.data(), brs, bcs, y.data(),
+                             ldy);
+            int failures = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+              for (int64_t c = 0; c < ldy; ++c) {
+                const float got = y[r * ldy + c];
+                if (c >= cols) {
+                  EXPECT_EQ(got, -777.f) << "wrote into the row padding";
+                  continue;
+                }
+                const double av = a[r * ars + c * acs], bv = b[r * brs + c * bcs];
+                double want = 0;
+                switch (kind) {
+                  case BinaryKind::add: want = av + bv; break;
+                  case BinaryKind::sub: want = av - bv; break;
+                  case BinaryKind::mul: want = av * bv; break;
+                  case BinaryKind::div: want = av / bv; break;
+                  case BinaryKind::pow: want = std::pow(av, bv); break;
+                  case BinaryKind::max: want = std::max(av, bv); break;
+                  case BinaryKind::min: want = std::min(av, bv); break;
+                  case BinaryKind::prelu: want = av < 0 ? av * bv : av; break;
+                }
+                if (!(std::fabs(got - want) <= 1e-6 * std::fabs(want) + 1e-7) && failures++ < 3) {
+                  ADD_FAILURE() << "y[" << r << "," << c << "] = " << got << " want " << want;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST(Primitives, BinaryInPlace) {
+  for_each_isa([](Isa) {
+    auto a = random_vector(203, 5), b = random_vector(203, 6);
+    auto expected = a;
+    for (size_t i = 0; i < a.size(); ++i) expected[i] = a[i] * b[i];
+    prim::binary_f32(BinaryKind::mul, 1, 203, a.data(), 0, 1, b.data(), 0, 1, a.data(), 203);
+    EXPECT_EQ(0, std::memcmp(a.data(), expected.data(), a.size() * sizeof(float)));
+  });
+}
+
+// ------------------------------------------------------------------------------ reduce
+TEST(Primitives, ReduceRowsAndColsWithTails) {
+  const ReduceKind kinds[] = {ReduceKind::sum, ReduceKind::max, ReduceKind::min,
+                              ReduceKind::sum_squares, ReduceKind::sum_abs, ReduceKind::prod,
+                              ReduceKind::log_sum_exp};
+  for_each_isa([&](Isa) {
+    for (ReduceKind kind : kinds) {
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {5, 16}, {2, 17},
+                                {4, 33}, {7, 64}, {3, 129}, {2, 1000}, {70, 5}, {33, 100}}) {
+        SCOPED_TRACE("kind " + std::to_string(int(kind)) + " " + std::to_string(rows) + "x" +
+                     std::to_string(cols));
+        const int64_t ldx = cols + 5;
+        // prod stays finite with factors near 1.
+        auto x = kind == ReduceKind::prod ? random_vector(size_t(rows * ldx), 9, 0.8f, 1.2f)
+                                          : random_vector(size_t(rows * ldx), 9, -3.f, 3.f);
+        auto reduce = [&](const std::vector<double>& v, double& scale) {
+          double acc = 0, m = -INFINITY, lo = INFINITY, p = 1;
+          scale = 0;
+          for (double e : v) {
+            acc += kind == ReduceKind::sum_squares ? e * e : kind == ReduceKind::sum_abs ? std::fabs(e) : e;
+            scale += kind == ReduceKind::sum_squares ? e * e : std::fabs(e);
+            m = std::max(m, e), lo = std::min(lo, e), p *= e;
+          }
+          switch (kind) {
+            case ReduceKind::max: return m;
+            case ReduceKind::min: return lo;
+            case ReduceKind::prod: scale = std::fabs(p) * double(v.size()); return p;
+            case ReduceKind::log_sum_exp: {
+              double s = 0;
+              for (double e : v) s += std::exp(e - m);
+              scale = std::fabs(m) + 1;
+              return m + std::log(s);
+            }
+            default: return acc;
+          }
+        };
+        std::vector<float> y(size_t(rows) + 1, 4242.f);
+        prim::reduce_rows_f32(kind, rows, cols, x.data(), ldx, y.data());
+        EXPECT_EQ(y[rows], 4242.f);
+        for (int64_t r = 0; r < rows; ++r) {
+          std::vector<double> v(x.begin() + r * ldx, x.begin() + r * ldx + cols);
+          double scale;
+          const double want = reduce(v, scale);
+          EXPECT_NEAR(y[r], want, 2e-6 * scale + 1e-6) << "row " << r;
+        }
+        std::vector<float> yc(size_t(cols) + 1, 4242.f);
+        prim::reduce_cols_f32(kind, rows, cols, x.data(), ldx, yc.data());
+        EXPECT_EQ(yc[cols], 4242.f);
+        for (int64_t c = 0; c < cols; ++c) {
+          std::vector<double> v;
+          for (int64_t r = 0; r < rows; ++r) v.push_back(x[r * ldx + c]);
+          double scale;
+          const double want = reduce(v, scale);
+          EXPECT_NEAR(yc[c], want, 2e-6 * scale + 1e-6) << "col " << c;
+        }
+      }
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------ transpose
+TEST(Primitives, TransposeAllElementSizes) {
+  for (size_t element : {size_t(1), size_t(2), size_t(3), size_t(4), size_t(8), size_t(16)}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {33, 17}, {64, 100},
+                              {129, 7}}) {
+      const int64_t ld_src = cols + 2, ld_dst = rows + 3;
+      std::vector<unsigned char> src(size_t(rows * ld_src) * element), dst(size_t(cols * ld_dst) * element, 0xee);
+      for (size_t i = 0; i < src.size(); ++i) src[i] = (unsigned char)(i * 7 + i / 13);
+      prim::transpose_2d(rows, cols, src.data(), ld_src, dst.data(), ld_dst, element);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          ASSERT_EQ(0, std::memcmp(&dst[size_t(c * ld_dst + r) * element],
+                                   &src[size_t(r * ld_src + c) * element], element))
+              << "element " << element << " at " << r << "," << c;
+        }
+      }
+      EXPECT_EQ(dst[size_t(rows) * element], 0xee) << "wrote into the padding";
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ GEMM
+TEST(Primitives, GemmGeneralTransposesAlphaBeta) {
+  tessera::ThreadPool pool(2);
+  for_each_isa([&](Isa) {
+    std::mt19937 rng(42);
+    auto pick = [&] { return kSizes[rng() % std::size(kSizes)]; };
+    std::vector<std::array<int64_t, 3>> shapes;
+    for (int64_t m : kSizes) shapes.push_back({m, pick(), pick()});
+    for (int i = 0; i < 24; ++i) shapes.push_back({pick(), pick(), pick()});
+    // Several K blocks, M blocks and a K of zero.
+    shapes.push_back({300, 200, 520});
+    shapes.push_back({37, 70, 777});
+    shapes.push_back({5, 9, 0});
+    int index = 0;
+    for (auto [M, N, K] : shapes) {
+      const bool ta = index & 1, tb = index & 2;
+      const float alphas[] = {1.f, 0.5f, -2.f, 0.f};
+      const float betas[] = {0.f, 1.f, 0.25f};
+      const float alpha = alphas[index % 4], beta = betas[(index / 4) % 3];
+      tessera::ThreadPool* use_pool = index % 5 == 0 ? &pool : nullptr;
+      ++index;
+      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
+                   std::to_string(K) + " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) +
+                   " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta));
+      const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+      auto A = random_vector(size_t((ta ? K : M) * lda + 1), uint32_t(index));
+      auto B = random_vector(size_t((tb ? N : K) * ldb + 1), uint32_t(index + 1000));
+      auto C = random_vector(size_t(M * ldc), uint32_t(index + 2000));
+      if (beta == 0.f) {
+        for (int64_t m = 0; m < M; ++m) C[m * ldc] = NAN;  // beta == 0 must not read C
+      }
+      GemmCheck ref{std::vector<double>(size_t(M * N)), std::vector<double>(size_t(M * N))};
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) {
+          double sum = 0, bound = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double t = double(at(A, ta, lda, m, k)) * at(B, tb, ldb, k, n);
+            sum += t, bound += std::fabs(t);
+          }
+          const double c = beta == 0.f ? 0.0 : double(beta) * C[m * ldc + n];
+          ref.value[m * N + n] = alpha * sum + c;
+          ref.bound[m * N + n] = std::fabs(alpha) * bound + std::fabs(c);
+        }
+      }
+      auto C_padding = C;
+      prim::gemm_f32(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc,
+                     use_pool);
+      expect_matrix_near(M, N, C.data(), ldc, ref, N, 1e-5, "gemm_f32");
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = N; n < ldc; ++n) ASSERT_EQ(C[m * ldc + n], C_padding[m * ldc + n]);
+      }
+    }
+  });
+}
+
+TEST(Primitives, GemmPackedWithEveryEpiloguePart) {
+  tessera::ThreadPool pool(2);
+  const UnaryParams activations[] = {{UnaryKind::identity}, {UnaryKind::relu},
+                                     {UnaryKind::sigmoid},  {UnaryKind::gelu_erf},
+                                     {UnaryKind::clip, -0.5f, 0.75f}, {UnaryKind::hard_swish},
+                                     {UnaryKind::leaky_relu, 0.1f}, {UnaryKind::tanh},
+                                     {UnaryKind::silu}, {UnaryKind::sin}};
+  for_each_isa([&](Isa) {
+    std::mt19937 rng(7);
+    auto pick = [&] { return kSizes[rng() % std::size(kSizes)]; };
+    int index = 0;
+    std::vector<std::array<int64_t, 3>> shapes;
+    for (int i = 0; i < 30; ++i) shapes.push_back({pick(), pick(), pick()});
+    shapes.push_back({200, 100, 300});
+    for (auto [M, N, K] : shapes) {
+      const int parts = index % 16;  // bit mask of epilogue parts
+      const UnaryParams act = activations[index % std::size(activations)];
+      const bool transposed_b = index % 3 == 0;
+      tessera::ThreadPool* use_pool = index % 4 == 1 ? &pool : nullptr;
+      ++index;
+      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
+                   std::to_string(K) + " parts=" + std::to_string(parts) + " act=" +
+                   std::to_string(int(act.kind)));
+      const int64_t lda = K + 1, ldb = transposed_b ? K + 2 : N + 2, ldc = N + 3, ldr = N + 5;
+      auto A = random_vector(size_t(M * lda), uint32_t(index));
+      auto B = random_vector(size_t((transposed_b ? N : K) * ldb), uint32_t(index + 100));
+      auto bias_col = random_vector(size_t(N), uint32_t(index + 200));
+      auto bias_row = random_vector(size_t(M), uint32_t(index + 300));
+      auto residual = random_vector(size_t(M * ldr), uint32_t(index + 400));
+      prim::GemmEpilogue epilogue;
+      if (parts & 1) epilogue.bias_per_column = bias_col.data();
+      if (parts & 2) epilogue.bias_per_row = bias_row.data();
+      if (parts & 4) epilogue.residual = residual.data(), epilogue.ld_residual = ldr;
+      if (parts & 8 || index % 3 == 0) epilogue.activation = act;
+      GemmCheck ref{std::vector<double>(size_t(M * N)), std::vector<double>(size_t(M * N))};
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) {
+          double sum = 0, bound = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double bkn = transposed_b ? B[n * ldb + k] : B[k * ldb + n];
+            const double t = double(A[m * lda + k]) * bkn;
+            sum += t, bound += std::fabs(t);
+          }
+          if (parts & 1) sum += bias_col[n], bound += std::fabs(bias_col[n]);
+          if (parts & 2) sum += bias_row[m], bound += std::fabs(bias_row[m]);
+          if (parts & 4) sum += residual[m * ldr + n], bound += std::fabs(residual[m * ldr + n]);
+          const double out = unary_ref(epilogue.activation, sum);
+          ref.value[m * N + n] = out;
+          // Every activation used here has slope <= ~1.13; add its own 1e-6-level error.
+          ref.bound[m * N + n] = 1.2 * bound + 0.2 * std::fabs(out);
+        }
+      }
+      prim::PackedB packed(K, N, B.data(), ldb, transposed_b);
+      EXPECT_EQ(packed.K(), K);
+      EXPECT_EQ(packed.N(), N);
+      EXPECT_GT(packed.panel_width(), 0);
+      std::vector<float> C(size_t(M * ldc), 99.f);
+      prim::gemm_packed_f32(M, A.data(), lda, packed, C.data(), ldc, epilogue, use_pool);
+      expect_matrix_near(M, N, C.data(), ldc, ref, N, 1e-5, "gemm_packed_f32");
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = N; n < ldc; ++n) ASSERT_EQ(C[m * ldc + n], 99.f) << "padding written";
+      }
+      // The same epilogue through gemm_f32 (alpha 1, beta 0) agrees.
+      std::vector<float> C2(size_t(M * ldc), 99.f);
+      prim::gemm_f32(false, transposed_b, M, N, K, 1.f, A.data(), lda, B.data(), ldb, 0.f,
+                     C2.data(), ldc, use_pool, &epilogue);
+      expect_matrix_near(M, N, C2.data(), ldc, ref, N, 1e-5, "gemm_f32 with epilogue");
+    }
+  });
+}
+
+// A residual that is C itself (in-place skip connection) must use C's original values even
+// when K spans several blocks.
+TEST(Primitives, GemmResidualAliasingC) {
+  for_each_isa([](Isa) {
+    const int64_t M = 29, N = 45, K = 700;
+    auto A = random_vector(size_t(M * K), 1), B = random_vector(size_t(K * N), 2);
+    auto C = random_vector(size_t(M * N), 3);
+    GemmCheck ref{std::vector<double>(size_t(M * N)), std::vector<double>(size_t(M * N))};
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        double s = C[m * N + n], bound = std::fabs(s);
+        for (int64_t k = 0; k < K; ++k) {
+          s += double(A[m * K + k]) * B[k * N + n];
+          bound += std::fabs(double(A[m * K + k]) * B[k * N + n]);
+        }
+        ref.value[m * N + n] = s;
+        ref.bound[m * N + n] = bound;
+      }
+    }
+    prim::PackedB packed(K, N, B.data(), N, false);
+    prim::GemmEpilogue epilogue;
+    epilogue.residual = C.data();
+    epilogue.ld_residual = N;
+    prim::gemm_packed_f32(M, A.data(), K, packed, C.data(), N, epilogue, nullptr);
+    expect_matrix_near(M, N, C.data(), N, ref, N, 1e-5, "residual == C");
+  });
+}
+
+TEST(Primitives, BatchReduceGemm) {
+  for_each_isa([](Isa) {
+    std::mt19937 rng(11);
+    auto pick = [&] { return kSizes[rng() % std::size(kSizes)]; };
+    for (int iteration = 0; iteration < 40; ++iteration) {
+      const int64_t M = pick(), N = pick(), K = iteration == 0 ? 0 : pick();
+      const int64_t batch = 1 + iteration % 4;
+      const bool accumulate = iteration % 2;
+      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
+                   std::to_string(K) + " batch=" + std::to_string(batch));
+      const int64_t lda = K + 3, ldb = N + 1, ldc = N + 4;
+      // Each A_b / B_b is its own allocation sized exactly, so an over-read shows in ASan.
+      std::vector<std::vector<float>> As, Bs;
+      std::vector<const float*> a_ptrs, b_ptrs;
+      for (int64_t b = 0; b < batch; ++b) {
+        As.push_back(random_vector(size_t((M - 1) * lda + K), uint32_t(iteration * 10 + b)));
+        Bs.push_back(random_vector(size_t(std::max<int64_t>(K - 1, 0) * ldb + N),
+                                   uint32_t(iteration * 10 + b + 5)));
+      }
+      for (int64_t b = 0; b < batch; ++b) a_ptrs.push_back(As[b].data()), b_ptrs.push_back(Bs[b].data());
+      auto C = random_vector(size_t(M * ldc), uint32_t(iteration + 77));
+      GemmCheck ref{std::vector<double>(size_t(M * N)), std::vector<double>(size_t(M * N))};
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) {
+          double s = accumulate ? C[m * ldc + n] : 0, bound = std::fabs(s);
+          for (int64_t b = 0; b < batch; ++b) {
+            for (int64_t k = 0; k < K; ++k) {
+              const double t = double(As[b][m * lda + k]) * Bs[b][k * ldb + n];
+              s += t, bound += std::fabs(t);
+            }
+          }
+          ref.value[m * N + n] = s;
+          ref.bound[m * N + n] = bound;
+        }
+      }
+      prim::brgemm_f32(M, N, K, batch, a_ptrs.data(), lda, b_ptrs.data(), ldb, C.data(), ldc,
+                       accumulate);
+      expect_matrix_near(M, N, C.data(), ldc, ref, N, 1e-5, "brgemm_f32");
+    }
+  });
+}
+
+// A PackedB made under one ISA still works when another is active.
+TEST(Primitives, PackedBSurvivesIsaChange) {
+  const int64_t M = 19, N = 50, K = 33;
+  auto A = random_vector(size_t(M * K), 1), B = random_vector(size_t(K * N), 2);
+  const Isa saved = prim::active_isa();
+  prim::set_isa(prim::detected_isa());
+  prim::PackedB packed(K, N, B.data(), N, false);
+  std::vector<float> expected(size_t(M * N));
+  prim::gemm_packed_f32(M, A.data(), K, packed, expected.data(), N, {}, nullptr);
+  for_each_isa([&](Isa) {
+    std::vector<float> C(size_t(M * N));
+    prim::gemm_packed_f32(M, A.data(), K, packed, C.data(), N, {}, nullptr);
+    EXPECT_LT(tessera::testing::max_abs_difference(C.data(), expected.data(), C.size()), 1e-4);
+  });
+  prim::set_isa(saved);
+}

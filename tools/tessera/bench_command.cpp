@@ -1,0 +1,90 @@
+// `tessera bench`: latency percentiles and throughput of repeated runs, optional Chrome trace.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include "fmt/format.h"
+#include "runtime/chrome_trace.h"
+#include "runtime/specialize.h"
+#include "tessera/commands.h"
+#include "tessera/onnx.h"
+#include "tessera/session.h"
+
+namespace tessera::cli {
+
+namespace {
+// Seeded inputs for benchmarking: uniform floats, small non-negative integers (valid as indices).
+Tensor random_input(DType dtype, const Shape& shape, std::mt19937& rng) {
+  Tensor t(DType::f32, shape);
+  std::uniform_real_distribution<float> dist(0.f, 1.f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  if (dtype_is_float(dtype)) return t.cast(dtype);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::floor(t.data<float>()[i] * 2);
+  return t.cast(dtype);
+}
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  struct Options {
+    std::string model, trace;
+    std::vector<std::string> inputs, shapes;
+    int threads = 0, iters = 20, warmup = 3;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand("bench", "Time repeated runs: median and p90 latency, throughput");
+  cmd->add_option("model", options->model, "ONNX model file")->required();
+  cmd->add_option("--threads", options->threads, "worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--iters", options->iters, "timed runs (default 20)")->check(CLI::Range(1, 1000000));
+  cmd->add_option("--warmup", options->warmup, "untimed runs first (default 3)")->check(CLI::Range(0, 1000000));
+  cmd->add_option("-i,--input", options->inputs, "NAME=FILE.npy (default: seeded random inputs)");
+  cmd->add_option("--shape", options->shapes, "NAME=DIMS for random inputs with symbolic dims (default 1)");
+  cmd->add_option("--trace", options->trace, "write a per-operator Chrome trace (JSON) of the timed runs");
+  cmd->callback([options] {
+    Graph graph = load_onnx_model(options->model);
+    auto inputs = read_named_inputs(options->inputs);
+    std::map<std::string, Shape> given = parse_named_shapes(options->shapes);
+    for (const auto& [name, t] : inputs) given[name] = t.shape();
+    auto shapes = default_input_shapes(graph, given);
+    std::mt19937 rng(42);
+    for (int id : graph.inputs) {
+      const Value& v = graph.values[size_t(id)];
+      if (!inputs.count(v.name)) inputs[v.name] = random_input(v.dtype, shapes[v.name], rng);
+    }
+    Session session(std::move(graph), SessionOptions{options->threads});
+    session.prepare(shapes);
+    for (int i = 0; i < options->warmup; ++i) session.run(inputs);
+    ChromeTraceRecorder trace;
+    if (!options->trace.empty()) session.add_observer(&trace);
+    std::vector<double> ms;
+    for (int i = 0; i < options->iters; ++i) {
+      trace.begin_run(i);
+      auto start = std::chrono::steady_clock::now();
+      session.run(inputs);
+      auto end = std::chrono::steady_clock::now();
+      trace.end_run();
+      ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+    }
+    std::vector<double> sorted = ms;
+    std::sort(sorted.begin(), sorted.end());
+    auto percentile = [&](double p) {
+      size_t idx = size_t(std::ceil(p * double(sorted.size()))) - 1;
+      return sorted[std::min(idx, sorted.size() - 1)];
+    };
+    double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
+                                       : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+    const PlanStats& stats = session.plan_stats();
+    std::cout << fmt::format("model {}  threads {}  iters {}\n", options->model,
+                             session.thread_pool().size(), options->iters);
+    std::cout << fmt::format("median {:.2f} ms  p90 {:.2f} ms  min {:.2f} ms\n", median, percentile(0.9), sorted.front());
+    std::cout << fmt::format("throughput {:.2f} inferences/s  {:.2f} GFLOP/s\n", 1000.0 / median,
+                             stats.total_flops / (median * 1e6));
+    if (!options->trace.empty()) {
+      trace.write(options->trace);
+      std::cout << "trace: " << options->trace << " (" << trace.event_count() << " events)\n";
+    }
+  });
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,25 @@
+// tessera: the command-line interface. Every error becomes one line on stderr and exit code 1.
+#include <cstdio>
+#include <exception>
+
+#include "tessera/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Tessera: fast and dependable neural-network inference on the CPU"};
+  app.require_subcommand(1);
+  tessera::cli::add_run_command(app);
+  tessera::cli::add_info_command(app);
+  tessera::cli::add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

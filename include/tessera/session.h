@@ -57,8 +57,11 @@ class Session {
   const Graph& graph() const { return graph_; }
   ThreadPool& thread_pool() { return *pool_; }
 
-  // Builds the plan for these input shapes; run() calls it when shapes change.
-  void prepare(const std::map<std::string, Shape>& input_shapes);
+  // Builds the plan for these input shapes; run() calls it when shapes change. `input_values`
+  // makes the named (small) inputs constants of the plan; run() uses it when an operator needs
+  // an input's value to know its output shape.
+  void prepare(const std::map<std::string, Shape>& input_shapes,
+               const std::map<std::string, Tensor>& input_values = {});
   // Runs the model. Every graph input must be given with a matching dtype and rank.
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
 
@@ -74,6 +77,9 @@ class Session {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ExecutionPlan> plan_;
   std::map<std::string, Shape> planned_shapes_;
+  // Inputs the current plan is specialized on by value (empty unless shapes depend on them).
+  std::map<std::string, Tensor> planned_values_;
+  bool specialize_on_values_ = false;
   std::vector<StepObserver*> observers_;
 };
 

@@ -88,15 +88,17 @@ inline void row_3x3(float* __restrict out, const float* rows_in[3], const float*
       out[ow] = acc;
     }
   }
-  const float *a = r[0] - pad, *b = r[1] - pad, *c = r[2] - pad;
+  // Indices stay non-negative in the interior (ow >= lo), so no pointer goes before a row.
+  const float *a = r[0], *b = r[1], *c = r[2];
   if (stride == 1) {
-    for (int64_t ow = lo; ow < hi; ++ow)
-      out[ow] = bias + w[0] * a[ow] + w[1] * a[ow + 1] + w[2] * a[ow + 2] + w[3] * b[ow] +
-                w[4] * b[ow + 1] + w[5] * b[ow + 2] + w[6] * c[ow] + w[7] * c[ow + 1] +
-                w[8] * c[ow + 2];
+    for (int64_t ow = lo; ow < hi; ++ow) {
+      const int64_t x = ow - pad;
+      out[ow] = bias + w[0] * a[x] + w[1] * a[x + 1] + w[2] * a[x + 2] + w[3] * b[x] +
+                w[4] * b[x + 1] + w[5] * b[x + 2] + w[6] * c[x] + w[7] * c[x + 1] + w[8] * c[x + 2];
+    }
   } else {
     for (int64_t ow = lo; ow < hi; ++ow) {
-      const int64_t x = ow * stride;
+      const int64_t x = ow * stride - pad;
       out[ow] = bias + w[0] * a[x] + w[1] * a[x + 1] + w[2] * a[x + 2] + w[3] * b[x] +
                 w[4] * b[x + 1] + w[5] * b[x + 2] + w[6] * c[x] + w[7] * c[x + 1] + w[8] * c[x + 2];
     }

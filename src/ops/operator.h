@@ -13,6 +13,13 @@
 
 namespace tessera {
 
+// Thrown when an operator needs an input's value at plan time (a shape, axes, pads...) and the
+// value is not known: the session then specializes on the values of small graph inputs too.
+class ValueRequiredError : public Error {
+ public:
+  using Error::Error;
+};
+
 // What is known about one input or output at plan time.
 struct ValueInfo {
   bool present = false;           // false for an absent optional input

@@ -14,7 +14,7 @@ const Tensor& KernelCreateContext::constant_input(size_t i, const char* what) co
   if (i >= inputs.size() || !inputs[i].present)
     throw Error(describe() + ": missing input " + std::to_string(i) + " (" + what + ")");
   if (!inputs[i].constant)
-    throw Error(describe() + ": input " + std::to_string(i) + " (" + what +
+    throw ValueRequiredError(describe() + ": input " + std::to_string(i) + " (" + what +
                 ") must be known before running (a constant or computable from input shapes)");
   return *inputs[i].constant;
 }

@@ -45,8 +45,3 @@ constinit const GemmKernel kGemmScalar = {kRows, kCols, kCols, tile_scalar};
 
 }  // namespace tessera::primitives::detail
 
-// TEMPORARY until gemm_avx2.cpp / gemm_avx512.cpp land.
-namespace tessera::primitives::detail {
-namespace { void tile_fallback(const GemmTileArgs& t) { kGemmScalar.tile(t); } }
-constinit const GemmKernel kGemmAvx2 = {4, 16, 16, tile_fallback};
-}

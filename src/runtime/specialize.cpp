@@ -71,8 +71,25 @@ std::map<std::string, Shape> default_input_shapes(const Graph& graph,
 }
 
 SpecializeReport specialize_graph(Graph& graph, const std::map<std::string, Shape>& input_shapes,
-                                  ThreadPool& pool) {
+                                  ThreadPool& pool, const std::map<std::string, Tensor>& input_values) {
   bind_input_shapes(graph, input_shapes);
+  if (!input_values.empty()) {
+    std::vector<int> still_inputs;
+    for (int id : graph.inputs) {
+      Value& v = graph.values[size_t(id)];
+      auto it = input_values.find(v.name);
+      if (it == input_values.end()) {
+        still_inputs.push_back(id);
+        continue;
+      }
+      if (v.has_type && it->second.dtype() != v.dtype)
+        throw Error("input '" + v.name + "' must be " + dtype_name(v.dtype) + " but is " + dtype_name(it->second.dtype()));
+      v.constant = it->second.clone();
+      v.dtype = it->second.dtype();
+      v.has_type = true;
+    }
+    graph.inputs = still_inputs;
+  }
   SpecializeReport report;
   std::vector<bool> folded(graph.nodes.size(), false);
   const auto& registry = OperatorRegistry::instance();

@@ -14,8 +14,11 @@ struct SpecializeReport {
   int nodes_folded = 0;
 };
 
+// Graph inputs named in `input_values` become constants of the plan (value specialization,
+// for inputs that determine shapes, such as a Reshape target fed as a graph input).
 SpecializeReport specialize_graph(Graph& graph, const std::map<std::string, Shape>& input_shapes,
-                                  ThreadPool& pool);
+                                  ThreadPool& pool,
+                                  const std::map<std::string, Tensor>& input_values = {});
 
 // Concrete shapes for every graph input: given ones, else the declared shape with unknown
 // symbolic dims set to `default_dim`. Throws when an input has no declared rank.

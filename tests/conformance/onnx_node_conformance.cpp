@@ -60,7 +60,8 @@ Outcome run_test(const fs::path& dir) {
     std::string msg = e.what();
     // Types Tessera does not hold (double, strings, ...) make the test out of scope.
     if (msg.find("unsupported tensor element type") != std::string::npos ||
-        msg.find("is not a tensor") != std::string::npos || msg.find("opset") != std::string::npos)
+        msg.find("is not a tensor") != std::string::npos || msg.find("opset") != std::string::npos ||
+        msg.find("default operator set") != std::string::npos)
       return {"skipped", msg};
     return {"failed", "load: " + msg};
   }

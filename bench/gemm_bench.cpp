@@ -21,8 +21,8 @@ std::vector<float> random_values(size_t n, unsigned seed) {
 }
 
 void set_gflops(benchmark::State& state, double flops_per_iteration) {
-  state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iteration * 1e-9,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // 24 independent accumulators: more than FMA latency x ports (4 x 2), so the loop is bound by
@@ -97,8 +97,7 @@ void BM_GemmGeneral(benchmark::State& state) {
   const auto A = random_values(size_t(M * K), 1), B = random_values(size_t(K * N), 2);
   std::vector<float> C(size_t(M * N));
   for (auto _ : state) {
-    prim::gemm_f32(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N,
-                   nullptr);
+    prim::gemm_f32(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N, nullptr);
     benchmark::ClobberMemory();
   }
   set_gflops(state, 2.0 * double(M) * double(N) * double(K));
@@ -121,6 +120,25 @@ void BM_GemmPackedBiasRelu(benchmark::State& state) {
   set_gflops(state, 2.0 * double(M) * double(N) * double(K));
 }
 
+// Batch-reduce GEMM as a direct 3x3 convolution uses it: 9 (A_b, B_b) pairs, one per kernel
+// tap, summed into one C tile (M output pixels x N output channels, K input channels).
+void BM_Brgemm(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2), batch = 9;
+  std::vector<std::vector<float>> As, Bs;
+  std::vector<const float*> a_ptrs, b_ptrs;
+  for (int64_t b = 0; b < batch; ++b) {
+    As.push_back(random_values(size_t(M * K), unsigned(b)));
+    Bs.push_back(random_values(size_t(K * N), unsigned(b + 100)));
+  }
+  for (int64_t b = 0; b < batch; ++b) a_ptrs.push_back(As[b].data()), b_ptrs.push_back(Bs[b].data());
+  std::vector<float> C(size_t(M * N));
+  for (auto _ : state) {
+    prim::brgemm_f32(M, N, K, batch, a_ptrs.data(), K, b_ptrs.data(), N, C.data(), N, false);
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * double(M) * double(N) * double(K) * double(batch));
+}
+
 void square_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t n : {256, 512, 1024, 2048}) b->Args({n, n, n});
 }
@@ -133,8 +151,25 @@ void skinny_shapes(benchmark::internal::Benchmark* b) {
   b->Args({3136, 64, 576});
 }
 
-BENCHMARK(BM_GemmPacked)->Apply(square_shapes)->Apply(skinny_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_GemmGeneral)->Apply(square_shapes)->Apply(skinny_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_GemmPackedBiasRelu)->Args({1024, 1024, 1024})->Apply(skinny_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmPacked)
+    ->Apply(square_shapes)
+    ->Apply(skinny_shapes)
+    ->ArgNames({"M", "N", "K"})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmGeneral)
+    ->Apply(square_shapes)
+    ->Apply(skinny_shapes)
+    ->ArgNames({"M", "N", "K"})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Brgemm)
+    ->Args({56, 64, 64})
+    ->Args({28, 128, 128})
+    ->Args({196, 64, 64})
+    ->ArgNames({"M", "N", "K"});
+BENCHMARK(BM_GemmPackedBiasRelu)
+    ->Args({1024, 1024, 1024})
+    ->Apply(skinny_shapes)
+    ->ArgNames({"M", "N", "K"})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -140,3 +140,24 @@ TEST(OnnxLoader, UnsupportedOpsetIsRefused) {
   std::string bytes = m.SerializeAsString();
   EXPECT_NE(error_of([&] { parse_onnx_model(bytes.data(), bytes.size(), "."); }).find("opset 99"), std::string::npos);
 }
+
+TEST(OnnxLoader, AbsurdComputedSizesAreRefusedNotAllocated) {
+  // y = ConstantOfShape([100000, 100000, 1000]) + x: 4e13 bytes, far beyond any machine.
+  onnx::ModelProto m = tessera::testing::small_onnx_model();
+  auto* g = m.mutable_graph();
+  auto* shape = g->add_initializer();
+  shape->set_name("huge_shape");
+  shape->set_data_type(onnx::TensorProto::INT64);
+  shape->add_dims(3);
+  for (int64_t d : {int64_t(100000), int64_t(100000), int64_t(1000)}) shape->add_int64_data(d);
+  auto* node = g->add_node();
+  node->set_op_type("ConstantOfShape");
+  node->add_input("huge_shape");
+  node->add_output("huge");
+  auto* out = g->add_output();
+  out->set_name("huge");
+  std::string bytes = m.SerializeAsString();
+  Session session(parse_onnx_model(bytes.data(), bytes.size(), "."), SessionOptions{1});
+  std::string msg = error_of([&] { session.run({{"x", tessera::testing::random_tensor({1, 4}, 1)}}); });
+  EXPECT_TRUE(msg.find("too large") != std::string::npos || msg.find("cannot allocate") != std::string::npos) << msg;
+}

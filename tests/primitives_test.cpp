@@ -1,5 +1,7 @@
 // Checks every primitive of every ISA this CPU has (scalar, AVX2, AVX-512) against plain loops
 // written here, on odd sizes and tails, broadcasts, transposes and every epilogue part.
+#include "primitives/primitives.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "primitives/primitives.h"
 #include "test_support.h"
 
 namespace prim = tessera::primitives;
@@ -49,39 +50,67 @@ double softplus_ref(double x) { return x > 30 ? x + std::log1p(std::exp(-x)) : s
 double unary_ref(const UnaryParams& p, double x) {
   const double a = p.alpha, b = p.beta;
   switch (p.kind) {
-    case UnaryKind::identity: return x;
-    case UnaryKind::relu: return x < 0 ? 0 : x;
-    case UnaryKind::leaky_relu: return x < 0 ? a * x : x;
-    case UnaryKind::elu: return x < 0 ? a * std::expm1(x) : x;
-    case UnaryKind::selu: return x <= 0 ? b * a * std::expm1(x) : b * x;
-    case UnaryKind::sigmoid: return sigmoid_ref(x);
-    case UnaryKind::tanh: return std::tanh(x);
-    case UnaryKind::exp: return std::exp(x);
-    case UnaryKind::log: return std::log(x);
-    case UnaryKind::sqrt: return std::sqrt(x);
-    case UnaryKind::erf: return std::erf(x);
-    case UnaryKind::neg: return -x;
-    case UnaryKind::abs: return std::fabs(x);
-    case UnaryKind::reciprocal: return 1.0 / x;
-    case UnaryKind::clip: return std::min(std::max(x, a), b);
-    case UnaryKind::hard_sigmoid: return std::max(0.0, std::min(1.0, a * x + b));
-    case UnaryKind::hard_swish: return x * std::max(0.0, std::min(1.0, x / 6 + 0.5));
-    case UnaryKind::gelu_erf: return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+    case UnaryKind::identity:
+      return x;
+    case UnaryKind::relu:
+      return x < 0 ? 0 : x;
+    case UnaryKind::leaky_relu:
+      return x < 0 ? a * x : x;
+    case UnaryKind::elu:
+      return x < 0 ? a * std::expm1(x) : x;
+    case UnaryKind::selu:
+      return x <= 0 ? b * a * std::expm1(x) : b * x;
+    case UnaryKind::sigmoid:
+      return sigmoid_ref(x);
+    case UnaryKind::tanh:
+      return std::tanh(x);
+    case UnaryKind::exp:
+      return std::exp(x);
+    case UnaryKind::log:
+      return std::log(x);
+    case UnaryKind::sqrt:
+      return std::sqrt(x);
+    case UnaryKind::erf:
+      return std::erf(x);
+    case UnaryKind::neg:
+      return -x;
+    case UnaryKind::abs:
+      return std::fabs(x);
+    case UnaryKind::reciprocal:
+      return 1.0 / x;
+    case UnaryKind::clip:
+      return std::min(std::max(x, a), b);
+    case UnaryKind::hard_sigmoid:
+      return std::max(0.0, std::min(1.0, a * x + b));
+    case UnaryKind::hard_swish:
+      return x * std::max(0.0, std::min(1.0, x / 6 + 0.5));
+    case UnaryKind::gelu_erf:
+      return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
     case UnaryKind::gelu_tanh: {
       // 0.5 x (1 + tanh u) written as x * sigmoid(2u), which keeps its digits for x << 0.
       const double u = std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
       return x * sigmoid_ref(2 * u);
     }
-    case UnaryKind::softplus: return softplus_ref(x);
-    case UnaryKind::floor: return std::floor(x);
-    case UnaryKind::ceil: return std::ceil(x);
-    case UnaryKind::round: return std::nearbyint(x);
-    case UnaryKind::sign: return x > 0 ? 1 : (x < 0 ? -1 : 0);
-    case UnaryKind::sin: return std::sin(x);
-    case UnaryKind::cos: return std::cos(x);
-    case UnaryKind::square: return x * x;
-    case UnaryKind::mish: return x * std::tanh(softplus_ref(x));
-    case UnaryKind::silu: return x * sigmoid_ref(x);
+    case UnaryKind::softplus:
+      return softplus_ref(x);
+    case UnaryKind::floor:
+      return std::floor(x);
+    case UnaryKind::ceil:
+      return std::ceil(x);
+    case UnaryKind::round:
+      return std::nearbyint(x);
+    case UnaryKind::sign:
+      return x > 0 ? 1 : (x < 0 ? -1 : 0);
+    case UnaryKind::sin:
+      return std::sin(x);
+    case UnaryKind::cos:
+      return std::cos(x);
+    case UnaryKind::square:
+      return x * x;
+    case UnaryKind::mish:
+      return x * std::tanh(softplus_ref(x));
+    case UnaryKind::silu:
+      return x * sigmoid_ref(x);
   }
   return x;
 }
@@ -136,9 +165,9 @@ const UnaryCase kUnaryCases[] = {
 // Inputs over [low, high] plus the values where kernels switch branches or round.
 std::vector<float> unary_inputs(const UnaryCase& c, size_t n, uint32_t seed) {
   std::vector<float> x = random_vector(n, seed, c.low, c.high);
-  const float specials[] = {0.f,   -0.f,  0.5f,  -0.5f, 1.5f,  -1.5f,  2.5f,   -2.5f,
-                            1e-4f, -1e-4f, 3e-3f, -3e-3f, 0.9f, -0.9f, 1.1f, -1.1f,
-                            3.f,   -3.f,  0.125f, -0.125f, 1e-7f, -1e-7f, 0.3f, -0.3f};
+  const float specials[] = {0.f,   -0.f,   0.5f,   -0.5f,   1.5f,  -1.5f,  2.5f, -2.5f,
+                            1e-4f, -1e-4f, 3e-3f,  -3e-3f,  0.9f,  -0.9f,  1.1f, -1.1f,
+                            3.f,   -3.f,   0.125f, -0.125f, 1e-7f, -1e-7f, 0.3f, -0.3f};
   size_t i = 0;
   for (float s : specials) {
     if (i >= n) break;
@@ -155,8 +184,8 @@ void check_unary(const UnaryCase& c, const std::vector<float>& x, const std::vec
     const double err = std::fabs(double(y[i]) - ref);
     if (!(err <= c.rtol * std::fabs(ref) + c.atol)) {
       ++failures;
-      ADD_FAILURE() << c.name << "(" << x[i] << ") = " << y[i] << ", expected " << ref
-                    << " (index " << i << " of " << x.size() << ")";
+      ADD_FAILURE() << c.name << "(" << x[i] << ") = " << y[i] << ", expected " << ref << " (index " << i
+                    << " of " << x.size() << ")";
     }
   }
 }
@@ -208,8 +237,8 @@ TEST(Primitives, UnaryAllKindsWithTails) {
   for_each_isa([](Isa) {
     for (const UnaryCase& c : kUnaryCases) {
       SCOPED_TRACE(c.name);
-      for (size_t n : {size_t(1), size_t(3), size_t(15), size_t(16), size_t(17), size_t(31),
-                       size_t(40), size_t(67), size_t(1000)}) {
+      for (size_t n : {size_t(1), size_t(3), size_t(15), size_t(16), size_t(17), size_t(31), size_t(40),
+                       size_t(67), size_t(1000)}) {
         const auto x = unary_inputs(c, n, uint32_t(n * 31 + int(c.kind)));
         std::vector<float> y(n + 1, 12345.f);
         prim::unary_f32({c.kind, c.alpha, c.beta}, int64_t(n), x.data(), y.data());
@@ -233,13 +262,13 @@ TEST(Primitives, VectorMathAccuracy) {
     double rtol;
   };
   const Range ranges[] = {
-      {UnaryKind::exp, -87, 88, 2e-6},         {UnaryKind::exp, -1, 1, 1e-6},
-      {UnaryKind::log, 1e-30f, 1e30f, 2e-6},   {UnaryKind::log, 0.5f, 2, 2e-6},
-      {UnaryKind::tanh, -1, 1, 2e-6},          {UnaryKind::tanh, -0.01f, 0.01f, 2e-6},
-      {UnaryKind::erf, -1, 1, 2e-6},           {UnaryKind::erf, -4, 4, 2e-6},
-      {UnaryKind::sigmoid, -80, 20, 2e-6},     {UnaryKind::gelu_erf, -12, 13, 4e-6},
-      {UnaryKind::gelu_tanh, -5, 13, 4e-6},   {UnaryKind::silu, -80, 80, 2e-6},
-      {UnaryKind::softplus, -80, 80, 2e-6},    {UnaryKind::mish, -40, 40, 4e-6},
+      {UnaryKind::exp, -87, 88, 2e-6},       {UnaryKind::exp, -1, 1, 1e-6},
+      {UnaryKind::log, 1e-30f, 1e30f, 2e-6}, {UnaryKind::log, 0.5f, 2, 2e-6},
+      {UnaryKind::tanh, -1, 1, 2e-6},        {UnaryKind::tanh, -0.01f, 0.01f, 2e-6},
+      {UnaryKind::erf, -1, 1, 2e-6},         {UnaryKind::erf, -4, 4, 2e-6},
+      {UnaryKind::sigmoid, -80, 20, 2e-6},   {UnaryKind::gelu_erf, -12, 13, 4e-6},
+      {UnaryKind::gelu_tanh, -5, 13, 4e-6},  {UnaryKind::silu, -80, 80, 2e-6},
+      {UnaryKind::softplus, -80, 80, 2e-6},  {UnaryKind::mish, -40, 40, 4e-6},
       {UnaryKind::elu, -0.01f, 0.01f, 2e-6},
   };
   for_each_isa([&](Isa) {
@@ -272,8 +301,8 @@ TEST(Primitives, VectorMathAccuracy) {
 TEST(Primitives, UnarySpecialValues) {
   const float inf = INFINITY, nan = NAN;
   for_each_isa([&](Isa) {
-    float x[] = {inf, -inf, nan, 0.f, 1e-40f, -1e-40f, 100.f, -100.f,
-                 inf, -inf, nan, 0.f, 1e-40f, -1e-40f, 100.f, -100.f, 7.f};
+    float x[] = {inf,  -inf, nan, 0.f,    1e-40f,  -1e-40f, 100.f,  -100.f, inf,
+                 -inf, nan,  0.f, 1e-40f, -1e-40f, 100.f,   -100.f, 7.f};
     const int n = int(sizeof(x) / sizeof(x[0]));
     float y[n];
     prim::unary_f32({UnaryKind::exp}, n, x, y);
@@ -325,21 +354,30 @@ TEST(Primitives, BinaryAllKindsAndBroadcasts) {
     for (BinaryKind kind : kinds) {
       for (Pattern pa : patterns) {
         for (Pattern pb : patterns) {
-          for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 33},
-                                    {2, 100}, {7, 1}, {4, 16}}) {
-            SCOPED_TRACE("kind " + std::to_string(int(kind)) + " a " + std::to_string(pa) +
-                         " b " + std::to_string(pb) + " " + std::to_string(rows) + "x" +
-                         std::to_string(cols));
+          for (auto [rows, cols] :
+               {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 33}, {2, 100}, {7, 1}, {4, 16}}) {
+            SCOPED_TRACE("kind " + std::to_string(int(kind)) + " a " + std::to_string(pa) + " b " +
+                         std::to_string(pb) + " " + std::to_string(rows) + "x" + std::to_string(cols));
             auto make = [&](Pattern p, std::vector<float>& storage, int64_t& rs, int64_t& cs) {
               switch (p) {
-                case dense: rs = cols, cs = 1; break;
-                case row_vector: rs = 0, cs = 1; break;
-                case col_vector: rs = 1, cs = 0; break;
-                case scalar: rs = 0, cs = 0; break;
-                case strided: rs = 3 * cols + 1, cs = 2; break;
+                case dense:
+                  rs = cols, cs = 1;
+                  break;
+                case row_vector:
+                  rs = 0, cs = 1;
+                  break;
+                case col_vector:
+                  rs = 1, cs = 0;
+                  break;
+                case scalar:
+                  rs = 0, cs = 0;
+                  break;
+                case strided:
+                  rs = 3 * cols + 1, cs = 2;
+                  break;
               }
-              storage = random_vector(size_t(rows * std::max<int64_t>(rs, 1) + cols * cs + 4),
-                                      seed++, -2.f, 2.f);
+              storage =
+                  random_vector(size_t(rows * std::max<int64_t>(rs, 1) + cols * cs + 4), seed++, -2.f, 2.f);
             };
             std::vector<float> a, b;
             int64_t ars = 0, acs = 0, brs = 0, bcs = 0;
@@ -354,8 +392,7 @@ TEST(Primitives, BinaryAllKindsAndBroadcasts) {
             }
             const int64_t ldy = cols + 3;
             std::vector<float> y(size_t(rows * ldy), -777.f);
-            prim::binary_f32(kind, rows, cols, a.data(), ars, acs, b.data(), brs, bcs, y.data(),
-                             ldy);
+            prim::binary_f32(kind, rows, cols, a.data(), ars, acs, b.data(), brs, bcs, y.data(), ldy);
             int failures = 0;
             for (int64_t r = 0; r < rows; ++r) {
               for (int64_t c = 0; c < ldy; ++c) {
@@ -367,14 +404,30 @@ TEST(Primitives, BinaryAllKindsAndBroadcasts) {
                 const double av = a[r * ars + c * acs], bv = b[r * brs + c * bcs];
                 double want = 0;
                 switch (kind) {
-                  case BinaryKind::add: want = av + bv; break;
-                  case BinaryKind::sub: want = av - bv; break;
-                  case BinaryKind::mul: want = av * bv; break;
-                  case BinaryKind::div: want = av / bv; break;
-                  case BinaryKind::pow: want = std::pow(av, bv); break;
-                  case BinaryKind::max: want = std::max(av, bv); break;
-                  case BinaryKind::min: want = std::min(av, bv); break;
-                  case BinaryKind::prelu: want = av < 0 ? av * bv : av; break;
+                  case BinaryKind::add:
+                    want = av + bv;
+                    break;
+                  case BinaryKind::sub:
+                    want = av - bv;
+                    break;
+                  case BinaryKind::mul:
+                    want = av * bv;
+                    break;
+                  case BinaryKind::div:
+                    want = av / bv;
+                    break;
+                  case BinaryKind::pow:
+                    want = std::pow(av, bv);
+                    break;
+                  case BinaryKind::max:
+                    want = std::max(av, bv);
+                    break;
+                  case BinaryKind::min:
+                    want = std::min(av, bv);
+                    break;
+                  case BinaryKind::prelu:
+                    want = av < 0 ? av * bv : av;
+                    break;
                 }
                 if (!(std::fabs(got - want) <= 1e-6 * std::fabs(want) + 1e-7) && failures++ < 3) {
                   ADD_FAILURE() << "y[" << r << "," << c << "] = " << got << " want " << want;
@@ -400,13 +453,21 @@ TEST(Primitives, BinaryInPlace) {
 
 // ------------------------------------------------------------------------------ reduce
 TEST(Primitives, ReduceRowsAndColsWithTails) {
-  const ReduceKind kinds[] = {ReduceKind::sum, ReduceKind::max, ReduceKind::min,
+  const ReduceKind kinds[] = {ReduceKind::sum,         ReduceKind::max,     ReduceKind::min,
                               ReduceKind::sum_squares, ReduceKind::sum_abs, ReduceKind::prod,
                               ReduceKind::log_sum_exp};
   for_each_isa([&](Isa) {
     for (ReduceKind kind : kinds) {
-      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {5, 16}, {2, 17},
-                                {4, 33}, {7, 64}, {3, 129}, {2, 1000}, {70, 5}, {33, 100}}) {
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1},
+                                {3, 7},
+                                {5, 16},
+                                {2, 17},
+                                {4, 33},
+                                {7, 64},
+                                {3, 129},
+                                {2, 1000},
+                                {70, 5},
+                                {33, 100}}) {
         SCOPED_TRACE("kind " + std::to_string(int(kind)) + " " + std::to_string(rows) + "x" +
                      std::to_string(cols));
         const int64_t ldx = cols + 5;
@@ -422,16 +483,21 @@ TEST(Primitives, ReduceRowsAndColsWithTails) {
             m = std::max(m, e), lo = std::min(lo, e), p *= e;
           }
           switch (kind) {
-            case ReduceKind::max: return m;
-            case ReduceKind::min: return lo;
-            case ReduceKind::prod: scale = std::fabs(p) * double(v.size()); return p;
+            case ReduceKind::max:
+              return m;
+            case ReduceKind::min:
+              return lo;
+            case ReduceKind::prod:
+              scale = std::fabs(p) * double(v.size());
+              return p;
             case ReduceKind::log_sum_exp: {
               double s = 0;
               for (double e : v) s += std::exp(e - m);
               scale = std::fabs(m) + 1;
               return m + std::log(s);
             }
-            default: return acc;
+            default:
+              return acc;
           }
         };
         std::vector<float> y(size_t(rows) + 1, 4242.f);
@@ -461,10 +527,10 @@ TEST(Primitives, ReduceRowsAndColsWithTails) {
 // ------------------------------------------------------------------------------ transpose
 TEST(Primitives, TransposeAllElementSizes) {
   for (size_t element : {size_t(1), size_t(2), size_t(3), size_t(4), size_t(8), size_t(16)}) {
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {33, 17}, {64, 100},
-                              {129, 7}}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {33, 17}, {64, 100}, {129, 7}}) {
       const int64_t ld_src = cols + 2, ld_dst = rows + 3;
-      std::vector<unsigned char> src(size_t(rows * ld_src) * element), dst(size_t(cols * ld_dst) * element, 0xee);
+      std::vector<unsigned char> src(size_t(rows * ld_src) * element),
+          dst(size_t(cols * ld_dst) * element, 0xee);
       for (size_t i = 0; i < src.size(); ++i) src[i] = (unsigned char)(i * 7 + i / 13);
       prim::transpose_2d(rows, cols, src.data(), ld_src, dst.data(), ld_dst, element);
       for (int64_t r = 0; r < rows; ++r) {
@@ -500,8 +566,8 @@ TEST(Primitives, GemmGeneralTransposesAlphaBeta) {
       const float alpha = alphas[index % 4], beta = betas[(index / 4) % 3];
       tessera::ThreadPool* use_pool = index % 5 == 0 ? &pool : nullptr;
       ++index;
-      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
-                   std::to_string(K) + " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) +
+      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+                   " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) +
                    " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta));
       const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
       auto A = random_vector(size_t((ta ? K : M) * lda + 1), uint32_t(index));
@@ -524,8 +590,7 @@ TEST(Primitives, GemmGeneralTransposesAlphaBeta) {
         }
       }
       auto C_padding = C;
-      prim::gemm_f32(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc,
-                     use_pool);
+      prim::gemm_f32(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc, use_pool);
       expect_matrix_near(M, N, C.data(), ldc, ref, N, 1e-5, "gemm_f32");
       for (int64_t m = 0; m < M; ++m) {
         for (int64_t n = N; n < ldc; ++n) ASSERT_EQ(C[m * ldc + n], C_padding[m * ldc + n]);
@@ -536,11 +601,16 @@ TEST(Primitives, GemmGeneralTransposesAlphaBeta) {
 
 TEST(Primitives, GemmPackedWithEveryEpiloguePart) {
   tessera::ThreadPool pool(2);
-  const UnaryParams activations[] = {{UnaryKind::identity}, {UnaryKind::relu},
-                                     {UnaryKind::sigmoid},  {UnaryKind::gelu_erf},
-                                     {UnaryKind::clip, -0.5f, 0.75f}, {UnaryKind::hard_swish},
-                                     {UnaryKind::leaky_relu, 0.1f}, {UnaryKind::tanh},
-                                     {UnaryKind::silu}, {UnaryKind::sin}};
+  const UnaryParams activations[] = {{UnaryKind::identity},
+                                     {UnaryKind::relu},
+                                     {UnaryKind::sigmoid},
+                                     {UnaryKind::gelu_erf},
+                                     {UnaryKind::clip, -0.5f, 0.75f},
+                                     {UnaryKind::hard_swish},
+                                     {UnaryKind::leaky_relu, 0.1f},
+                                     {UnaryKind::tanh},
+                                     {UnaryKind::silu},
+                                     {UnaryKind::sin}};
   for_each_isa([&](Isa) {
     std::mt19937 rng(7);
     auto pick = [&] { return kSizes[rng() % std::size(kSizes)]; };
@@ -554,9 +624,8 @@ TEST(Primitives, GemmPackedWithEveryEpiloguePart) {
       const bool transposed_b = index % 3 == 0;
       tessera::ThreadPool* use_pool = index % 4 == 1 ? &pool : nullptr;
       ++index;
-      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
-                   std::to_string(K) + " parts=" + std::to_string(parts) + " act=" +
-                   std::to_string(int(act.kind)));
+      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+                   " parts=" + std::to_string(parts) + " act=" + std::to_string(int(act.kind)));
       const int64_t lda = K + 1, ldb = transposed_b ? K + 2 : N + 2, ldc = N + 3, ldr = N + 5;
       auto A = random_vector(size_t(M * lda), uint32_t(index));
       auto B = random_vector(size_t((transposed_b ? N : K) * ldb), uint32_t(index + 100));
@@ -598,8 +667,8 @@ TEST(Primitives, GemmPackedWithEveryEpiloguePart) {
       }
       // The same epilogue through gemm_f32 (alpha 1, beta 0) agrees.
       std::vector<float> C2(size_t(M * ldc), 99.f);
-      prim::gemm_f32(false, transposed_b, M, N, K, 1.f, A.data(), lda, B.data(), ldb, 0.f,
-                     C2.data(), ldc, use_pool, &epilogue);
+      prim::gemm_f32(false, transposed_b, M, N, K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C2.data(), ldc,
+                     use_pool, &epilogue);
       expect_matrix_near(M, N, C2.data(), ldc, ref, N, 1e-5, "gemm_f32 with epilogue");
     }
   });
@@ -641,16 +710,16 @@ TEST(Primitives, BatchReduceGemm) {
       const int64_t M = pick(), N = pick(), K = iteration == 0 ? 0 : pick();
       const int64_t batch = 1 + iteration % 4;
       const bool accumulate = iteration % 2;
-      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
-                   std::to_string(K) + " batch=" + std::to_string(batch));
+      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+                   " batch=" + std::to_string(batch));
       const int64_t lda = K + 3, ldb = N + 1, ldc = N + 4;
       // Each A_b / B_b is its own allocation sized exactly, so an over-read shows in ASan.
       std::vector<std::vector<float>> As, Bs;
       std::vector<const float*> a_ptrs, b_ptrs;
       for (int64_t b = 0; b < batch; ++b) {
         As.push_back(random_vector(size_t((M - 1) * lda + K), uint32_t(iteration * 10 + b)));
-        Bs.push_back(random_vector(size_t(std::max<int64_t>(K - 1, 0) * ldb + N),
-                                   uint32_t(iteration * 10 + b + 5)));
+        Bs.push_back(
+            random_vector(size_t(std::max<int64_t>(K - 1, 0) * ldb + N), uint32_t(iteration * 10 + b + 5)));
       }
       for (int64_t b = 0; b < batch; ++b) a_ptrs.push_back(As[b].data()), b_ptrs.push_back(Bs[b].data());
       auto C = random_vector(size_t(M * ldc), uint32_t(iteration + 77));
@@ -668,8 +737,7 @@ TEST(Primitives, BatchReduceGemm) {
           ref.bound[m * N + n] = bound;
         }
       }
-      prim::brgemm_f32(M, N, K, batch, a_ptrs.data(), lda, b_ptrs.data(), ldb, C.data(), ldc,
-                       accumulate);
+      prim::brgemm_f32(M, N, K, batch, a_ptrs.data(), lda, b_ptrs.data(), ldb, C.data(), ldc, accumulate);
       expect_matrix_near(M, N, C.data(), ldc, ref, N, 1e-5, "brgemm_f32");
     }
   });
@@ -690,4 +758,36 @@ TEST(Primitives, PackedBSurvivesIsaChange) {
     EXPECT_LT(tessera::testing::max_abs_difference(C.data(), expected.data(), C.size()), 1e-4);
   });
   prim::set_isa(saved);
+}
+
+// The driver reads A in place for narrow outputs and packs it for wide ones or when rows of A
+// would alias in L1 (a row stride of 4 KiB); all three must agree with the reference.
+TEST(Primitives, GemmPackingChoices) {
+  struct Shape {
+    int64_t M, N, K, lda;
+  };
+  const Shape shapes[] = {{30, 1100, 50, 50}, {30, 40, 70, 1024}, {45, 70, 300, 301}};
+  for_each_isa([&](Isa) {
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE("M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) +
+                   " lda=" + std::to_string(s.lda));
+      auto A = random_vector(size_t(s.M * s.lda), 3), B = random_vector(size_t(s.K * s.N), 4);
+      GemmCheck ref{std::vector<double>(size_t(s.M * s.N)), std::vector<double>(size_t(s.M * s.N))};
+      for (int64_t m = 0; m < s.M; ++m) {
+        for (int64_t n = 0; n < s.N; ++n) {
+          double sum = 0, bound = 0;
+          for (int64_t k = 0; k < s.K; ++k) {
+            const double t = double(A[m * s.lda + k]) * B[k * s.N + n];
+            sum += t, bound += std::fabs(t);
+          }
+          ref.value[m * s.N + n] = sum;
+          ref.bound[m * s.N + n] = bound;
+        }
+      }
+      prim::PackedB packed(s.K, s.N, B.data(), s.N, false);
+      std::vector<float> C(size_t(s.M * s.N));
+      prim::gemm_packed_f32(s.M, A.data(), s.lda, packed, C.data(), s.N, {}, nullptr);
+      expect_matrix_near(s.M, s.N, C.data(), s.N, ref, s.N, 1e-5, "gemm_packed_f32");
+    }
+  });
 }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 
+#include <unistd.h>
+
 namespace tessera {
 
 namespace {
@@ -39,7 +41,19 @@ Shape contiguous_strides(const Shape& shape) {
   return strides;
 }
 
+namespace {
+size_t physical_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_size > 0 ? size_t(pages) * size_t(page_size) : size_t(kMaxTensorBytes);
+}
+}  // namespace
+
 std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+  // A request above the machine's memory comes from a corrupt model or input: refuse it with a
+  // message instead of letting the kernel's OOM killer end the process.
+  static const size_t memory_limit = physical_memory_bytes();
+  if (bytes > memory_limit)
+    throw Error("cannot allocate " + std::to_string(bytes / (1 << 20)) + " MiB: more than this machine's memory");
   size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
   if (rounded == 0) rounded = kTensorAlignment;
   void* p = std::aligned_alloc(kTensorAlignment, rounded);

@@ -94,6 +94,13 @@ void register_shape_operators(OperatorRegistry&);
 void register_reduce_operators(OperatorRegistry&);
 void register_resize_pad_operators(OperatorRegistry&);
 void register_fused_operators(OperatorRegistry&);
+void register_loss_operators(OperatorRegistry&);
+void register_sort_scan_operators(OperatorRegistry&);
+void register_index_operators(OperatorRegistry&);
+void register_quantize_operators(OperatorRegistry&);
+void register_signal_operators(OperatorRegistry&);
+void register_linear_algebra_operators(OperatorRegistry&);
+void register_sampling_operators(OperatorRegistry&);
 
 // Generic kernel from a lambda, for simple operators.
 class LambdaKernel : public Kernel {

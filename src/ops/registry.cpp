@@ -48,6 +48,13 @@ OperatorRegistry::OperatorRegistry() {
   register_reduce_operators(*this);
   register_resize_pad_operators(*this);
   register_fused_operators(*this);
+  register_loss_operators(*this);
+  register_sort_scan_operators(*this);
+  register_index_operators(*this);
+  register_quantize_operators(*this);
+  register_signal_operators(*this);
+  register_linear_algebra_operators(*this);
+  register_sampling_operators(*this);
 }
 
 void OperatorRegistry::add(const std::string& op_type, int min_opset, int max_opset,

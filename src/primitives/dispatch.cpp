@@ -34,8 +34,8 @@ Isa probe_cpu() {
   const bool avx2 = ebx & (1u << 5);
   // The AVX2 files are compiled with -mfma -mf16c too, so all three are required.
   if (!avx2 || !fma || !f16c) return Isa::scalar;
-  const bool avx512f = ebx & (1u << 16), avx512dq = ebx & (1u << 17),
-             avx512bw = ebx & (1u << 30), avx512vl = ebx & (1u << 31);
+  const bool avx512f = ebx & (1u << 16), avx512dq = ebx & (1u << 17), avx512bw = ebx & (1u << 30),
+             avx512vl = ebx & (1u << 31);
   if (avx512f && avx512dq && avx512bw && avx512vl && (xcr0 & 0xe0) == 0xe0) return Isa::avx512;
   return Isa::avx2;
 }
@@ -44,9 +44,12 @@ Isa isa_from_environment(Isa detected) {
   const char* value = std::getenv("TESSERA_ISA");
   if (!value) return detected;
   Isa wanted = detected;
-  if (std::strcmp(value, "scalar") == 0) wanted = Isa::scalar;
-  else if (std::strcmp(value, "avx2") == 0) wanted = Isa::avx2;
-  else if (std::strcmp(value, "avx512") == 0) wanted = Isa::avx512;
+  if (std::strcmp(value, "scalar") == 0)
+    wanted = Isa::scalar;
+  else if (std::strcmp(value, "avx2") == 0)
+    wanted = Isa::avx2;
+  else if (std::strcmp(value, "avx512") == 0)
+    wanted = Isa::avx512;
   return wanted < detected ? wanted : detected;
 }
 
@@ -59,9 +62,12 @@ std::atomic<int>& active_slot() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
   }
   return "unknown";
 }
@@ -83,17 +89,23 @@ namespace detail {
 
 const EltwiseKernels& eltwise_kernels(Isa isa) {
   switch (isa) {
-    case Isa::avx512: return kEltwiseAvx512;
-    case Isa::avx2: return kEltwiseAvx2;
-    default: return kEltwiseScalar;
+    case Isa::avx512:
+      return kEltwiseAvx512;
+    case Isa::avx2:
+      return kEltwiseAvx2;
+    default:
+      return kEltwiseScalar;
   }
 }
 
 const GemmKernel& gemm_kernel(Isa isa) {
   switch (isa) {
-    case Isa::avx512: return kGemmAvx512;
-    case Isa::avx2: return kGemmAvx2;
-    default: return kGemmScalar;
+    case Isa::avx512:
+      return kGemmAvx512;
+    case Isa::avx2:
+      return kGemmAvx2;
+    default:
+      return kGemmScalar;
   }
 }
 
@@ -105,8 +117,8 @@ void unary_f32(const UnaryParams& params, int64_t n, const float* x, float* y) {
 }
 
 void binary_f32(BinaryKind kind, int64_t rows, int64_t cols, const float* a, int64_t a_row_stride,
-                int64_t a_col_stride, const float* b, int64_t b_row_stride, int64_t b_col_stride,
-                float* y, int64_t ldy) {
+                int64_t a_col_stride, const float* b, int64_t b_row_stride, int64_t b_col_stride, float* y,
+                int64_t ldy) {
   if (rows <= 0 || cols <= 0) return;
   // An operand is "dense" when its rows follow each other with no gap and "scalar" when it is
   // one value; with dense/scalar operands and a dense output the whole matrix is one long row,
@@ -114,14 +126,13 @@ void binary_f32(BinaryKind kind, int64_t rows, int64_t cols, const float* a, int
   auto flat = [&](int64_t row_stride, int64_t col_stride) {
     return (col_stride == 1 && row_stride == cols) || (col_stride == 0 && row_stride == 0);
   };
-  if (rows > 1 && ldy == cols && flat(a_row_stride, a_col_stride) &&
-      flat(b_row_stride, b_col_stride)) {
+  if (rows > 1 && ldy == cols && flat(a_row_stride, a_col_stride) && flat(b_row_stride, b_col_stride)) {
     cols *= rows;
     rows = 1;
   }
   const auto& kernels = detail::eltwise_kernels(active_isa());
-  const bool unit_steps = (a_col_stride == 0 || a_col_stride == 1) &&
-                          (b_col_stride == 0 || b_col_stride == 1);
+  const bool unit_steps =
+      (a_col_stride == 0 || a_col_stride == 1) && (b_col_stride == 0 || b_col_stride == 1);
   for (int64_t r = 0; r < rows; ++r) {
     const float* a_row = a + r * a_row_stride;
     const float* b_row = b + r * b_row_stride;
@@ -134,14 +145,12 @@ void binary_f32(BinaryKind kind, int64_t rows, int64_t cols, const float* a, int
   }
 }
 
-void reduce_rows_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                     float* y) {
+void reduce_rows_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y) {
   if (rows <= 0) return;
   detail::eltwise_kernels(active_isa()).reduce_rows(kind, rows, cols, x, ldx, y);
 }
 
-void reduce_cols_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                     float* y) {
+void reduce_cols_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y) {
   if (cols <= 0) return;
   detail::eltwise_kernels(active_isa()).reduce_cols(kind, rows, cols, x, ldx, y);
 }

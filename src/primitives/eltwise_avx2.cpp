@@ -1,15 +1,19 @@
-// AVX2 element-wise kernels (WIP).
+// AVX2 element-wise kernels: the templates of eltwise_vector.h instantiated with 8-lane ymm
+// traits, plus the activation entry the AVX2 GEMM epilogue calls.
+#include "primitives/eltwise_vector.h"
 #include "primitives/vector_activation.h"
 
 namespace tessera::primitives::detail {
 
+namespace {
+using Kernels = EltwiseVector<Avx2>;
+}  // namespace
+
 void activation_avx2(const UnaryParams& params, __m256* values, int count) {
-  for (int i = 0; i < count; ++i) {
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, values[i]);
-    for (float& x : lanes) x = unary_one(params, x);
-    values[i] = _mm256_load_ps(lanes);
-  }
+  Kernels::activation(params, values, count);
 }
+
+constinit const EltwiseKernels kEltwiseAvx2 = {Kernels::unary, Kernels::binary_row, Kernels::reduce_rows,
+                                               Kernels::reduce_cols};
 
 }  // namespace tessera::primitives::detail

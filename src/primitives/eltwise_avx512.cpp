@@ -1,15 +1,19 @@
-// AVX-512 element-wise kernels (WIP).
+// AVX-512 element-wise kernels: the templates of eltwise_vector.h instantiated with 16-lane
+// zmm traits, plus the activation entry the AVX-512 GEMM epilogue calls.
+#include "primitives/eltwise_vector.h"
 #include "primitives/vector_activation.h"
 
 namespace tessera::primitives::detail {
 
+namespace {
+using Kernels = EltwiseVector<Avx512>;
+}  // namespace
+
 void activation_avx512(const UnaryParams& params, __m512* values, int count) {
-  for (int i = 0; i < count; ++i) {
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, values[i]);
-    for (float& x : lanes) x = unary_one(params, x);
-    values[i] = _mm512_load_ps(lanes);
-  }
+  Kernels::activation(params, values, count);
 }
+
+constinit const EltwiseKernels kEltwiseAvx512 = {Kernels::unary, Kernels::binary_row, Kernels::reduce_rows,
+                                                 Kernels::reduce_cols};
 
 }  // namespace tessera::primitives::detail

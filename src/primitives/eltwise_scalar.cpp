@@ -35,17 +35,24 @@ void unary_scalar(const UnaryParams& p, int64_t n, const float* x, float* y) {
     case UnaryKind::identity:
       if (x != y) map(n, x, y, [](float v) { return v; });
       return;
-    case UnaryKind::relu: return map(n, x, y, [](float v) { return v < 0.f ? 0.f : v; });
+    case UnaryKind::relu:
+      return map(n, x, y, [](float v) { return v < 0.f ? 0.f : v; });
     case UnaryKind::leaky_relu:
       return map(n, x, y, [=](float v) { return v < 0.f ? alpha * v : v; });
     case UnaryKind::clip:
       return map(n, x, y, [=](float v) { return v < alpha ? alpha : (v > beta ? beta : v); });
-    case UnaryKind::neg: return map(n, x, y, [](float v) { return -v; });
-    case UnaryKind::abs: return map(n, x, y, [](float v) { return std::fabs(v); });
-    case UnaryKind::square: return map(n, x, y, [](float v) { return v * v; });
-    case UnaryKind::reciprocal: return map(n, x, y, [](float v) { return 1.f / v; });
-    case UnaryKind::sqrt: return map(n, x, y, [](float v) { return std::sqrt(v); });
-    default: break;
+    case UnaryKind::neg:
+      return map(n, x, y, [](float v) { return -v; });
+    case UnaryKind::abs:
+      return map(n, x, y, [](float v) { return std::fabs(v); });
+    case UnaryKind::square:
+      return map(n, x, y, [](float v) { return v * v; });
+    case UnaryKind::reciprocal:
+      return map(n, x, y, [](float v) { return 1.f / v; });
+    case UnaryKind::sqrt:
+      return map(n, x, y, [](float v) { return std::sqrt(v); });
+    default:
+      break;
   }
   for (int64_t i = 0; i < n; ++i) y[i] = unary_one(p, x[i]);
 }
@@ -53,8 +60,7 @@ void unary_scalar(const UnaryParams& p, int64_t n, const float* x, float* y) {
 namespace {
 
 template <typename Op>
-void binary_loop(int64_t n, const float* a, int64_t a_step, const float* b, int64_t b_step,
-                 float* y, Op op) {
+void binary_loop(int64_t n, const float* a, int64_t a_step, const float* b, int64_t b_step, float* y, Op op) {
   // Separate loops per step pattern so each one vectorizes.
   if (a_step == 1 && b_step == 1) {
     for (int64_t i = 0; i < n; ++i) y[i] = op(a[i], b[i]);
@@ -71,8 +77,7 @@ void binary_loop(int64_t n, const float* a, int64_t a_step, const float* b, int6
 
 }  // namespace
 
-void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                        float* y) {
+void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * ldx;
     switch (kind) {
@@ -85,7 +90,7 @@ void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float
         for (; c + 8 <= cols; c += 8) {
           for (int j = 0; j < 8; ++j) {
             const float v = row[c + j];
-            partial[j] += kind == ReduceKind::sum ? v
+            partial[j] += kind == ReduceKind::sum           ? v
                           : kind == ReduceKind::sum_squares ? v * v
                                                             : std::fabs(v);
           }
@@ -93,9 +98,7 @@ void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float
         float total = 0.f;
         for (; c < cols; ++c) {
           const float v = row[c];
-          total += kind == ReduceKind::sum ? v
-                   : kind == ReduceKind::sum_squares ? v * v
-                                                     : std::fabs(v);
+          total += kind == ReduceKind::sum ? v : kind == ReduceKind::sum_squares ? v * v : std::fabs(v);
         }
         for (int j = 0; j < 8; ++j) total += partial[j];
         y[r] = total;
@@ -135,8 +138,7 @@ void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float
   }
 }
 
-void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                        float* y) {
+void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y) {
   float init = 0.f;
   if (kind == ReduceKind::max || kind == ReduceKind::log_sum_exp) init = -kInfinity;
   if (kind == ReduceKind::min) init = kInfinity;
@@ -148,13 +150,25 @@ void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float
     for (int64_t c = 0; c < cols; ++c) {
       const float v = row[c];
       switch (kind) {
-        case ReduceKind::sum: y[c] += v; break;
-        case ReduceKind::sum_squares: y[c] += v * v; break;
-        case ReduceKind::sum_abs: y[c] += std::fabs(v); break;
+        case ReduceKind::sum:
+          y[c] += v;
+          break;
+        case ReduceKind::sum_squares:
+          y[c] += v * v;
+          break;
+        case ReduceKind::sum_abs:
+          y[c] += std::fabs(v);
+          break;
         case ReduceKind::max:
-        case ReduceKind::log_sum_exp: y[c] = v > y[c] ? v : y[c]; break;
-        case ReduceKind::min: y[c] = v < y[c] ? v : y[c]; break;
-        case ReduceKind::prod: y[c] *= v; break;
+        case ReduceKind::log_sum_exp:
+          y[c] = v > y[c] ? v : y[c];
+          break;
+        case ReduceKind::min:
+          y[c] = v < y[c] ? v : y[c];
+          break;
+        case ReduceKind::prod:
+          y[c] *= v;
+          break;
       }
     }
   }
@@ -178,23 +192,40 @@ void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float
 float unary_one(const UnaryParams& p, float x) {
   const float alpha = p.alpha, beta = p.beta;
   switch (p.kind) {
-    case UnaryKind::identity: return x;
-    case UnaryKind::relu: return x < 0.f ? 0.f : x;
-    case UnaryKind::leaky_relu: return x < 0.f ? alpha * x : x;
-    case UnaryKind::elu: return x < 0.f ? alpha * std::expm1(x) : x;
-    case UnaryKind::selu: return x <= 0.f ? beta * alpha * std::expm1(x) : beta * x;
-    case UnaryKind::sigmoid: return sigmoid(x);
-    case UnaryKind::tanh: return std::tanh(x);
-    case UnaryKind::exp: return std::exp(x);
-    case UnaryKind::log: return std::log(x);
-    case UnaryKind::sqrt: return std::sqrt(x);
-    case UnaryKind::erf: return std::erf(x);
-    case UnaryKind::neg: return -x;
-    case UnaryKind::abs: return std::fabs(x);
-    case UnaryKind::reciprocal: return 1.f / x;
-    case UnaryKind::clip: return x < alpha ? alpha : (x > beta ? beta : x);
-    case UnaryKind::hard_sigmoid: return std::fmax(0.f, std::fmin(1.f, alpha * x + beta));
-    case UnaryKind::hard_swish: return x * std::fmax(0.f, std::fmin(1.f, x * (1.f / 6.f) + 0.5f));
+    case UnaryKind::identity:
+      return x;
+    case UnaryKind::relu:
+      return x < 0.f ? 0.f : x;
+    case UnaryKind::leaky_relu:
+      return x < 0.f ? alpha * x : x;
+    case UnaryKind::elu:
+      return x < 0.f ? alpha * std::expm1(x) : x;
+    case UnaryKind::selu:
+      return x <= 0.f ? beta * alpha * std::expm1(x) : beta * x;
+    case UnaryKind::sigmoid:
+      return sigmoid(x);
+    case UnaryKind::tanh:
+      return std::tanh(x);
+    case UnaryKind::exp:
+      return std::exp(x);
+    case UnaryKind::log:
+      return std::log(x);
+    case UnaryKind::sqrt:
+      return std::sqrt(x);
+    case UnaryKind::erf:
+      return std::erf(x);
+    case UnaryKind::neg:
+      return -x;
+    case UnaryKind::abs:
+      return std::fabs(x);
+    case UnaryKind::reciprocal:
+      return 1.f / x;
+    case UnaryKind::clip:
+      return x < alpha ? alpha : (x > beta ? beta : x);
+    case UnaryKind::hard_sigmoid:
+      return std::fmax(0.f, std::fmin(1.f, alpha * x + beta));
+    case UnaryKind::hard_swish:
+      return x * std::fmax(0.f, std::fmin(1.f, x * (1.f / 6.f) + 0.5f));
     case UnaryKind::gelu_erf:
       // In double: x / sqrt 2 rounded in float would cost ~|x|^2 ulps in erfc's tail; erfc
       // (not 1 + erf) keeps the digits for negative x.
@@ -204,30 +235,48 @@ float unary_one(const UnaryParams& p, float x) {
       const double u = 0.79788456080286536 * (x + 0.044715 * double(x) * x * x);
       return float(x / (1.0 + std::exp(-2.0 * u)));
     }
-    case UnaryKind::softplus: return softplus(x);
-    case UnaryKind::floor: return std::floor(x);
-    case UnaryKind::ceil: return std::ceil(x);
-    case UnaryKind::round: return std::nearbyint(x);  // default rounding: half to even
-    case UnaryKind::sign: return x > 0.f ? 1.f : (x < 0.f ? -1.f : (x == 0.f ? 0.f : x));
-    case UnaryKind::sin: return std::sin(x);
-    case UnaryKind::cos: return std::cos(x);
-    case UnaryKind::square: return x * x;
-    case UnaryKind::mish: return x * std::tanh(softplus(x));
-    case UnaryKind::silu: return x * sigmoid(x);
+    case UnaryKind::softplus:
+      return softplus(x);
+    case UnaryKind::floor:
+      return std::floor(x);
+    case UnaryKind::ceil:
+      return std::ceil(x);
+    case UnaryKind::round:
+      return std::nearbyint(x);  // default rounding: half to even
+    case UnaryKind::sign:
+      return x > 0.f ? 1.f : (x < 0.f ? -1.f : (x == 0.f ? 0.f : x));
+    case UnaryKind::sin:
+      return std::sin(x);
+    case UnaryKind::cos:
+      return std::cos(x);
+    case UnaryKind::square:
+      return x * x;
+    case UnaryKind::mish:
+      return x * std::tanh(softplus(x));
+    case UnaryKind::silu:
+      return x * sigmoid(x);
   }
   return x;
 }
 
 float binary_one(BinaryKind kind, float a, float b) {
   switch (kind) {
-    case BinaryKind::add: return a + b;
-    case BinaryKind::sub: return a - b;
-    case BinaryKind::mul: return a * b;
-    case BinaryKind::div: return a / b;
-    case BinaryKind::pow: return std::pow(a, b);
-    case BinaryKind::max: return a > b ? a : b;
-    case BinaryKind::min: return a < b ? a : b;
-    case BinaryKind::prelu: return a < 0.f ? a * b : a;
+    case BinaryKind::add:
+      return a + b;
+    case BinaryKind::sub:
+      return a - b;
+    case BinaryKind::mul:
+      return a * b;
+    case BinaryKind::div:
+      return a / b;
+    case BinaryKind::pow:
+      return std::pow(a, b);
+    case BinaryKind::max:
+      return a > b ? a : b;
+    case BinaryKind::min:
+      return a < b ? a : b;
+    case BinaryKind::prelu:
+      return a < 0.f ? a * b : a;
   }
   return a;
 }
@@ -235,13 +284,20 @@ float binary_one(BinaryKind kind, float a, float b) {
 void binary_row_scalar(BinaryKind kind, int64_t n, const float* a, int64_t a_step, const float* b,
                        int64_t b_step, float* y) {
   switch (kind) {
-    case BinaryKind::add: return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u + v; });
-    case BinaryKind::sub: return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u - v; });
-    case BinaryKind::mul: return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u * v; });
-    case BinaryKind::div: return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u / v; });
-    case BinaryKind::max: return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u > v ? u : v; });
-    case BinaryKind::min: return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u < v ? u : v; });
-    case BinaryKind::prelu: return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u < 0.f ? u * v : u; });
+    case BinaryKind::add:
+      return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u + v; });
+    case BinaryKind::sub:
+      return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u - v; });
+    case BinaryKind::mul:
+      return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u * v; });
+    case BinaryKind::div:
+      return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u / v; });
+    case BinaryKind::max:
+      return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u > v ? u : v; });
+    case BinaryKind::min:
+      return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u < v ? u : v; });
+    case BinaryKind::prelu:
+      return binary_loop(n, a, a_step, b, b_step, y, [](float u, float v) { return u < 0.f ? u * v : u; });
     case BinaryKind::pow:
       if (b_step == 0) {
         // Common constant exponents (x^2 in decomposed norms, x^0.5) skip the general pow.
@@ -263,13 +319,7 @@ float apply_epilogue_one(const GemmEpilogue& e, int64_t row, int64_t col, float 
   return v;
 }
 
-constinit const EltwiseKernels kEltwiseScalar = {unary_scalar, binary_row_scalar,
-                                                 reduce_rows_scalar, reduce_cols_scalar};
+constinit const EltwiseKernels kEltwiseScalar = {unary_scalar, binary_row_scalar, reduce_rows_scalar,
+                                                 reduce_cols_scalar};
 
 }  // namespace tessera::primitives::detail
-
-// TEMPORARY until eltwise_avx2.cpp / eltwise_avx512.cpp land.
-namespace tessera::primitives::detail {
-constinit const EltwiseKernels kEltwiseAvx2 = {unary_scalar, binary_row_scalar, reduce_rows_scalar, reduce_cols_scalar};
-constinit const EltwiseKernels kEltwiseAvx512 = {unary_scalar, binary_row_scalar, reduce_rows_scalar, reduce_cols_scalar};
-}

@@ -17,14 +17,19 @@ namespace {
 // Every kernel reads B in 16-column panels: one zmm, two ymm or sixteen scalars, so a PackedB
 // made while one ISA was active is still valid for another.
 constexpr int64_t kPanelWidth = 16;
-// Depth of one K block: the A micro-panel (mr x kc) and the B micro-panel (kc x nr) a kernel
-// call reads should stay in L1 (48 KiB here) while the rest of the A block sits in L2.
-static int64_t env_or(const char* name, int64_t fallback) { const char* v = std::getenv(name); return v ? std::atoll(v) : fallback; }  // TUNING
-static const int64_t kMaxBlockK = env_or("TK", 256);
-// Rows of A packed per block, in register tiles; the A block (mc x kc) lives in L2.
-static const int64_t kBlockMTiles = env_or("TM", 12);
-static const int64_t kPackMinTiles = env_or("TP", 2);
-static const int64_t kLoopOrder = env_or("TO", 0);
+// Blocking, tuned on a Xeon with 48 KiB L1D and 2 MiB L2 per core (14 x 32 AVX-512 tiles):
+// - kMaxBlockK: depth of one K block. The A micro-panel (mr x kc) is reused from L1 by the
+//   kNBlockTiles B micro-panels (kc x nr) that stream past it from L2; larger kc means fewer
+//   passes over C. 384-512 measured best; K is split into equal blocks up to this depth.
+// - kBlockMTiles: register tiles of rows per A block (mc = 12 * 14 = 168 rows); the A block
+//   (mc x kc) and the B block (kc x nc) together stay well inside L2.
+// - kNBlockTiles: B micro-panels that share one A micro-panel while it is in L1 (nc = 256).
+constexpr int64_t kMaxBlockK = 512;
+constexpr int64_t kBlockMTiles = 12;
+constexpr int64_t kNBlockTiles = 8;
+// Output tiles per task from which A is packed even when its rows would be read fine in place
+// (see should_pack_a).
+constexpr int64_t kPackMinTiles = 32;
 
 std::shared_ptr<float> allocate_floats(size_t count) {
   size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
@@ -72,27 +77,22 @@ struct GemmProblem {
   const GemmEpilogue* epilogue = nullptr;
 };
 
-// Copies rows [m0, m0 + rows) x depth [k0, k0 + kc) of alpha * op(A) into micro-panels of mr
-// rows, k-major: element (i, k) goes to out[(i / mr) * kc * mr + k * mr + i % mr].
-void pack_a_block(const GemmProblem& p, int64_t mr, int64_t m0, int64_t rows, int64_t k0,
-                  int64_t kc, float* out) {
-  const float alpha = p.alpha;
-  for (int64_t i0 = 0; i0 < rows; i0 += mr) {
-    const int64_t height = std::min(mr, rows - i0);
-    float* panel = out + (i0 / mr) * kc * mr;
-    if (!p.trans_a) {
-      for (int64_t r = 0; r < height; ++r) {
-        const float* src = p.A + (m0 + i0 + r) * p.lda + k0;
-        for (int64_t k = 0; k < kc; ++k) panel[k * mr + r] = alpha * src[k];
-      }
-    } else {
-      // op(A) = A^T with A stored K x M: a row of the stored A is a k-slice of the panel.
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = p.A + (k0 + k) * p.lda + m0 + i0;
-        for (int64_t r = 0; r < height; ++r) panel[k * mr + r] = alpha * src[r];
-      }
-    }
+// Whether to pack A blocks or let the kernel broadcast from A in place. Packing costs ~0.35
+// cycles per element (an in-register transpose); the kernel spends 2 * n_tiles * nr / 64
+// cycles of FMAs per element of A, so for narrow outputs packing is a visible tax (measured:
+// 9% at N = 256) while in place is as fast. In place loses when rows of A alias in L1: a row
+// stride that is a multiple of 4 KiB puts all mr rows in one 12-way set.
+bool should_pack_a(const GemmProblem& p, int64_t mr, int64_t n_tiles_per_task) {
+  if (p.trans_a || p.alpha != 1.f) return true;  // only the packed copy applies these
+  if (n_tiles_per_task >= kPackMinTiles) return true;
+  // Largest number of the mr row starts that share an L1 set (64 sets of 64 bytes).
+  int per_set[64] = {};
+  int worst = 0;
+  for (int64_t r = 0; r < mr; ++r) {
+    const int set = int(((r * p.lda * int64_t(sizeof(float))) / 64) % 64);
+    worst = std::max(worst, ++per_set[set]);
   }
+  return worst > 4;
 }
 
 void run_gemm(const GemmProblem& p, ThreadPool* pool) {
@@ -113,20 +113,22 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
   const int64_t kc = std::max<int64_t>(1, (p.K + k_blocks - 1) / k_blocks);
 
   const int threads = pool ? pool->size() : 1;
-  int64_t mc = mr * kBlockMTiles;
   const int64_t n_tiles = (p.N + nr - 1) / nr;
-  int64_t n_splits = 1;
-  if (threads > 1) {
-    // Aim for a couple of tasks per thread; split M first (splitting N re-packs A per task).
-    const int64_t wanted = 2 * int64_t(threads);
-    if ((p.M + mc - 1) / mc < wanted) {
-      const int64_t rows_per_task = (p.M + wanted - 1) / wanted;
-      mc = std::max<int64_t>(mr, (rows_per_task + mr - 1) / mr * mr);
-    }
-    const int64_t m_blocks = (p.M + mc - 1) / mc;
-    if (m_blocks < wanted) n_splits = std::min(n_tiles, (wanted + m_blocks - 1) / m_blocks);
+  // Rows per A block: at most kBlockMTiles tiles, or fewer so that every thread gets about
+  // two tasks; then evened out so the last block is not a sliver.
+  int64_t mc = mr * kBlockMTiles;
+  const int64_t wanted_tasks = threads > 1 ? 2 * int64_t(threads) : 1;
+  if (threads > 1 && (p.M + mc - 1) / mc < wanted_tasks) {
+    mc = std::max<int64_t>(mr, ((p.M + wanted_tasks - 1) / wanted_tasks + mr - 1) / mr * mr);
   }
-  const int64_t m_blocks = (p.M + mc - 1) / mc;
+  int64_t m_blocks = (p.M + mc - 1) / mc;
+  mc = ((p.M + m_blocks - 1) / m_blocks + mr - 1) / mr * mr;
+  m_blocks = (p.M + mc - 1) / mc;
+  // Too few row blocks (short M, e.g. a batch-1 FC layer): split N too. Each N split packs
+  // its own copy of A, so this is the second choice.
+  int64_t n_splits = 1;
+  if (m_blocks < wanted_tasks) n_splits = std::min(n_tiles, (wanted_tasks + m_blocks - 1) / m_blocks);
+  const bool pack_a = should_pack_a(p, mr, (n_tiles + n_splits - 1) / n_splits);
 
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_splits, ns = task % n_splits;
@@ -135,12 +137,13 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
     const int64_t n_end = std::min(p.N, (ns + 1) * n_tiles / n_splits * nr);
     if (n_begin >= n_end) return;
     const int64_t rows = m_end - m_begin;
-    float* packed_a = packed_a_scratch.get(size_t((rows + mr - 1) / mr * mr * kc));
+    float* packed_a = pack_a ? packed_a_scratch.get(size_t((rows + mr - 1) / mr * mr * kc)) : nullptr;
 
     const float* a_pointer = nullptr;
     const float* b_pointer = nullptr;
     GemmTileArgs args;
-    args.a_packed = true;
+    args.a_packed = pack_a;
+    args.a_row_stride = p.lda;
     args.a_batch = &a_pointer;
     args.b_batch = &b_pointer;
     args.b_padded = true;
@@ -151,33 +154,27 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
     int64_t k0 = 0;
     do {  // at least once: K == 0 still stores beta * C plus the epilogue
       const int64_t depth = std::min(kc, p.K - k0);
-      const bool pack = p.trans_a || p.alpha != 1.f || (n_end - n_begin) > kPackMinTiles * nr;
-      if (depth > 0 && pack) pack_a_block(p, mr, m_begin, rows, k0, depth, packed_a);
-      args.a_packed = pack;
-      args.a_row_stride = p.lda;
+      if (depth > 0 && pack_a) {
+        const float* origin = p.trans_a ? p.A + k0 * p.lda + m_begin : p.A + m_begin * p.lda + k0;
+        kernel.pack_a(origin, p.lda, p.trans_a, rows, depth, p.alpha, packed_a);
+      }
       args.k = depth;
       args.beta = k0 == 0 ? p.beta : 1.f;
       args.epilogue = k0 + depth >= p.K ? p.epilogue : nullptr;
-      auto run_tile = [&](int64_t m0, int64_t n0) {
-        args.cols = int(std::min(nr, p.N - n0));
-        args.col0 = n0;
-        b_pointer = B.panel(n0 / B.panel_width()) + k0 * B.panel_width() + n0 % B.panel_width();
-        args.rows = int(std::min(mr, m_end - m0));
-        args.row0 = m0;
-        a_pointer = pack ? packed_a + (m0 - m_begin) * depth : p.A + m0 * p.lda + k0;
-        args.c = p.C + m0 * p.ldc + n0;
-        kernel.tile(args);
-      };
-      if (kLoopOrder == 0) {
-        for (int64_t n0 = n_begin; n0 < n_end; n0 += nr) {
-          for (int64_t m0 = m_begin; m0 < m_end; m0 += mr) run_tile(m0, n0);
-        }
-      } else {
-        const int64_t nc = kLoopOrder * nr;
-        for (int64_t nb = n_begin; nb < n_end; nb += nc) {
-          const int64_t nb_end = std::min(n_end, nb + nc);
-          for (int64_t m0 = m_begin; m0 < m_end; m0 += mr) {
-            for (int64_t n0 = nb; n0 < nb_end; n0 += nr) run_tile(m0, n0);
+      // For each block of nc columns, each A micro-panel (from L1) meets the B micro-panels of
+      // the block in turn (from L2).
+      for (int64_t nb = n_begin; nb < n_end; nb += kNBlockTiles * nr) {
+        const int64_t nb_end = std::min(n_end, nb + kNBlockTiles * nr);
+        for (int64_t m0 = m_begin; m0 < m_end; m0 += mr) {
+          args.rows = int(std::min(mr, m_end - m0));
+          args.row0 = m0;
+          a_pointer = pack_a ? packed_a + (m0 - m_begin) * depth : p.A + m0 * p.lda + k0;
+          for (int64_t n0 = nb; n0 < nb_end; n0 += nr) {
+            args.cols = int(std::min(nr, p.N - n0));
+            args.col0 = n0;
+            b_pointer = B.panel(n0 / B.panel_width()) + k0 * B.panel_width() + n0 % B.panel_width();
+            args.c = p.C + m0 * p.ldc + n0;
+            kernel.tile(args);
           }
         }
       }
@@ -198,8 +195,7 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
 // An epilogue that does nothing is dropped so kernels skip the per-store checks.
 const GemmEpilogue* effective_epilogue(const GemmEpilogue* e) {
   if (!e) return nullptr;
-  if (!e->bias_per_column && !e->bias_per_row && !e->residual &&
-      e->activation.kind == UnaryKind::identity) {
+  if (!e->bias_per_column && !e->bias_per_row && !e->residual && e->activation.kind == UnaryKind::identity) {
     return nullptr;
   }
   return e;
@@ -233,8 +229,8 @@ PackedB::PackedB(int64_t K, int64_t N, const float* B, int64_t ldb, bool transpo
   }
 }
 
-void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C,
-                     int64_t ldc, const GemmEpilogue& epilogue, ThreadPool* pool) {
+void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
+                     const GemmEpilogue& epilogue, ThreadPool* pool) {
   if (B.empty()) throw std::invalid_argument("gemm_packed_f32: B was not packed");
   GemmProblem p;
   p.M = M;
@@ -256,9 +252,9 @@ void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, f
   run_gemm(p, pool);
 }
 
-void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc, ThreadPool* pool, const GemmEpilogue* epilogue) {
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, ThreadPool* pool,
+              const GemmEpilogue* epilogue) {
   if (M <= 0 || N <= 0) return;
   // alpha == 0 means op(A) * op(B) is not read at all (BLAS convention: NaNs in A do not leak).
   const int64_t depth = alpha == 0.f ? 0 : std::max<int64_t>(K, 0);

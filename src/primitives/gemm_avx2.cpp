@@ -23,8 +23,7 @@ inline __m256i lanes_mask(int count) {
 
 template <int ROWS, int NV, bool PACKED_A, bool MASK_B>
 inline void accumulate(__m256 (&acc)[ROWS][NV], const float* a, int64_t lda, const float* b,
-                       int64_t b_row_stride, int64_t b_vector_offset, int64_t k,
-                       __m256i last_mask) {
+                       int64_t b_row_stride, int64_t b_vector_offset, int64_t k, __m256i last_mask) {
 #pragma GCC unroll 4
   for (int64_t kk = 0; kk < k; ++kk) {
     __m256 bv[NV];
@@ -46,15 +45,14 @@ inline void accumulate(__m256 (&acc)[ROWS][NV], const float* a, int64_t lda, con
 
 // beta * C + product + bias + residual for vector v of row r of the tile.
 template <int NV>
-inline __m256 combine(const GemmTileArgs& t, __m256 x, int r, int v, int last_count,
-                      __m256i last_mask) {
+inline __m256 combine(const GemmTileArgs& t, __m256 x, int r, int v, int last_count, __m256i last_mask) {
   const bool partial = v == NV - 1 && last_count < kLanes;
-  auto load = [&](const float* p) {
-    return partial ? _mm256_maskload_ps(p, last_mask) : _mm256_loadu_ps(p);
-  };
+  auto load = [&](const float* p) { return partial ? _mm256_maskload_ps(p, last_mask) : _mm256_loadu_ps(p); };
   const float* c = t.c + r * t.ldc + v * kLanes;
-  if (t.beta == 1.f) x = _mm256_add_ps(x, load(c));
-  else if (t.beta != 0.f) x = _mm256_fmadd_ps(_mm256_set1_ps(t.beta), load(c), x);
+  if (t.beta == 1.f)
+    x = _mm256_add_ps(x, load(c));
+  else if (t.beta != 0.f)
+    x = _mm256_fmadd_ps(_mm256_set1_ps(t.beta), load(c), x);
   if (const GemmEpilogue* e = t.epilogue) {
     const int64_t row = t.row0 + r, col = t.col0 + v * kLanes;
     if (e->bias_per_column) x = _mm256_add_ps(x, load(e->bias_per_column + col));
@@ -65,11 +63,12 @@ inline __m256 combine(const GemmTileArgs& t, __m256 x, int r, int v, int last_co
 }
 
 template <int NV>
-inline void store(const GemmTileArgs& t, __m256 x, int r, int v, int last_count,
-                  __m256i last_mask) {
+inline void store(const GemmTileArgs& t, __m256 x, int r, int v, int last_count, __m256i last_mask) {
   float* c = t.c + r * t.ldc + v * kLanes;
-  if (v == NV - 1 && last_count < kLanes) _mm256_maskstore_ps(c, last_mask, x);
-  else _mm256_storeu_ps(c, x);
+  if (v == NV - 1 && last_count < kLanes)
+    _mm256_maskstore_ps(c, last_mask, x);
+  else
+    _mm256_storeu_ps(c, x);
 }
 
 template <int ROWS, int NV, bool PACKED_A>
@@ -93,11 +92,11 @@ void tile(const GemmTileArgs& t) {
     const float* a = t.a_batch[b] + t.a_offset;
     const float* bp = t.b_batch[b] + t.b_offset;
     if (mask_b) {
-      accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride,
-                                           t.b_vector_offset, t.k, last_mask);
+      accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset, t.k,
+                                           last_mask);
     } else {
-      accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride,
-                                            t.b_vector_offset, t.k, last_mask);
+      accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset,
+                                            t.k, last_mask);
     }
   }
 
@@ -121,8 +120,7 @@ void tile(const GemmTileArgs& t) {
     for (int r = 0; r < ROWS; ++r) {
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) {
-        store<NV>(t, combine<NV>(t, acc[r][v], r, v, last_count, last_mask), r, v, last_count,
-                  last_mask);
+        store<NV>(t, combine<NV>(t, acc[r][v], r, v, last_count, last_mask), r, v, last_count, last_mask);
       }
     }
   } else {
@@ -130,6 +128,58 @@ void tile(const GemmTileArgs& t) {
     for (int r = 0; r < ROWS; ++r) {
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) store<NV>(t, acc[r][v], r, v, last_count, last_mask);
+    }
+  }
+}
+
+// Transposes the 8 x 8 block in v (v[r] = row r) so that v[c] = column c.
+inline void transpose8(__m256 (&v)[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  // v[4i + j], 128-bit lane L: rows 4i..4i+3 of column 4L + j.
+  for (int i = 0; i < 2; ++i) {
+    v[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    v[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    v[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    v[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    t[j] = _mm256_permute2f128_ps(v[j], v[4 + j], 0x20);
+    t[4 + j] = _mm256_permute2f128_ps(v[j], v[4 + j], 0x31);
+  }
+  for (int c = 0; c < 8; ++c) v[c] = t[c];
+}
+
+// A packing for the 6-row tiles: 8 k at a time through an in-register transpose.
+void pack_a_avx2(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth, float alpha,
+                 float* out) {
+  const __m256 scale = _mm256_set1_ps(alpha);
+  const bool scaled = alpha != 1.f;
+  for (int64_t i0 = 0; i0 < rows; i0 += kRows) {
+    const int height = int(rows - i0 < kRows ? rows - i0 : kRows);
+    float* panel = out + (i0 / kRows) * depth * kRows;
+    const __m256i row_mask = lanes_mask(height);
+    if (transposed) {
+      for (int64_t k = 0; k < depth; ++k) {
+        __m256 v = _mm256_maskload_ps(a + k * lda + i0, row_mask);
+        if (scaled) v = _mm256_mul_ps(v, scale);
+        _mm256_maskstore_ps(panel + k * kRows, row_mask, v);
+      }
+      continue;
+    }
+    for (int64_t k0 = 0; k0 < depth; k0 += kLanes) {
+      const int width = int(depth - k0 < kLanes ? depth - k0 : kLanes);
+      const __m256i k_mask = lanes_mask(width);
+      __m256 v[8];
+      for (int r = 0; r < 8; ++r) {
+        v[r] = r < height ? _mm256_maskload_ps(a + (i0 + r) * lda + k0, k_mask) : _mm256_setzero_ps();
+        if (scaled) v[r] = _mm256_mul_ps(v[r], scale);
+      }
+      transpose8(v);
+      for (int j = 0; j < width; ++j) _mm256_maskstore_ps(panel + (k0 + j) * kRows, row_mask, v[j]);
     }
   }
 }
@@ -158,6 +208,6 @@ void tile_avx2(const GemmTileArgs& t) {
 
 }  // namespace
 
-constinit const GemmKernel kGemmAvx2 = {kRows, kVectors * kLanes, kLanes, tile_avx2};
+constinit const GemmKernel kGemmAvx2 = {kRows, kVectors* kLanes, kLanes, tile_avx2, pack_a_avx2};
 
 }  // namespace tessera::primitives::detail

@@ -24,16 +24,14 @@ inline __mmask16 lanes_mask(int count) {
 // (a[kk * kRows + r]) or row-major (a[r * lda + kk]); B rows are b_row_stride apart.
 template <int ROWS, int NV, bool PACKED_A, bool MASK_B>
 inline void accumulate(__m512 (&acc)[ROWS][NV], const float* a, int64_t lda, const float* b,
-                       int64_t b_row_stride, int64_t b_vector_offset, int64_t k,
-                       __mmask16 last_mask) {
+                       int64_t b_row_stride, int64_t b_vector_offset, int64_t k, __mmask16 last_mask) {
 #pragma GCC unroll 4
   for (int64_t kk = 0; kk < k; ++kk) {
     __m512 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) {
       const float* src = b + v * b_vector_offset;
-      bv[v] = (MASK_B && v == NV - 1) ? _mm512_maskz_loadu_ps(last_mask, src)
-                                      : _mm512_loadu_ps(src);
+      bv[v] = (MASK_B && v == NV - 1) ? _mm512_maskz_loadu_ps(last_mask, src) : _mm512_loadu_ps(src);
     }
 #pragma GCC unroll 14
     for (int r = 0; r < ROWS; ++r) {
@@ -51,8 +49,10 @@ template <int NV>
 inline __m512 combine(const GemmTileArgs& t, __m512 x, int r, int v, __mmask16 last_mask) {
   const __mmask16 m = v == NV - 1 ? last_mask : __mmask16(0xffff);
   const float* c = t.c + r * t.ldc + v * kLanes;
-  if (t.beta == 1.f) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c));
-  else if (t.beta != 0.f) x = _mm512_fmadd_ps(_mm512_set1_ps(t.beta), _mm512_maskz_loadu_ps(m, c), x);
+  if (t.beta == 1.f)
+    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c));
+  else if (t.beta != 0.f)
+    x = _mm512_fmadd_ps(_mm512_set1_ps(t.beta), _mm512_maskz_loadu_ps(m, c), x);
   if (const GemmEpilogue* e = t.epilogue) {
     const int64_t row = t.row0 + r, col = t.col0 + v * kLanes;
     if (e->bias_per_column) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, e->bias_per_column + col));
@@ -65,11 +65,12 @@ inline __m512 combine(const GemmTileArgs& t, __m512 x, int r, int v, __mmask16 l
 }
 
 template <int NV>
-inline void store(const GemmTileArgs& t, __m512 x, int r, int v, int last_count,
-                  __mmask16 last_mask) {
+inline void store(const GemmTileArgs& t, __m512 x, int r, int v, int last_count, __mmask16 last_mask) {
   float* c = t.c + r * t.ldc + v * kLanes;
-  if (v == NV - 1 && last_count < kLanes) _mm512_mask_storeu_ps(c, last_mask, x);
-  else _mm512_storeu_ps(c, x);
+  if (v == NV - 1 && last_count < kLanes)
+    _mm512_mask_storeu_ps(c, last_mask, x);
+  else
+    _mm512_storeu_ps(c, x);
 }
 
 template <int ROWS, int NV, bool PACKED_A>
@@ -96,11 +97,11 @@ void tile(const GemmTileArgs& t) {
     const float* a = t.a_batch[b] + t.a_offset;
     const float* bp = t.b_batch[b] + t.b_offset;
     if (mask_b) {
-      accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride,
-                                           t.b_vector_offset, t.k, last_mask);
+      accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset, t.k,
+                                           last_mask);
     } else {
-      accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride,
-                                            t.b_vector_offset, t.k, last_mask);
+      accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset,
+                                            t.k, last_mask);
     }
   }
 
@@ -139,6 +140,67 @@ void tile(const GemmTileArgs& t) {
   }
 }
 
+// Transposes the 16 x 16 block in v (v[r] = row r) so that v[c] = column c: 64 shuffles for
+// 256 elements, which is what makes packing A cheap next to the FMAs that use it.
+inline void transpose16(__m512 (&v)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  // v[4i + j], 128-bit lane L: rows 4i..4i+3 of column 4L + j.
+  for (int i = 0; i < 4; ++i) {
+    v[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    v[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    v[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    v[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    t[j] = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xdd);
+    t[8 + j] = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xdd);
+  }
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    v[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+    v[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+    v[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+  }
+}
+
+// A packing for the 14-row tiles: 16 k at a time, 14 rows loaded, transposed in registers and
+// stored as 16 k-slices of 14. Transposed A is already k-major: one masked copy per k.
+void pack_a_avx512(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth, float alpha,
+                   float* out) {
+  const __m512 scale = _mm512_set1_ps(alpha);
+  const bool scaled = alpha != 1.f;
+  for (int64_t i0 = 0; i0 < rows; i0 += kRows) {
+    const int height = int(rows - i0 < kRows ? rows - i0 : kRows);
+    float* panel = out + (i0 / kRows) * depth * kRows;
+    const __mmask16 row_mask = lanes_mask(height);
+    if (transposed) {
+      for (int64_t k = 0; k < depth; ++k) {
+        __m512 v = _mm512_maskz_loadu_ps(row_mask, a + k * lda + i0);
+        if (scaled) v = _mm512_mul_ps(v, scale);
+        _mm512_mask_storeu_ps(panel + k * kRows, row_mask, v);
+      }
+      continue;
+    }
+    for (int64_t k0 = 0; k0 < depth; k0 += kLanes) {
+      const int width = int(depth - k0 < kLanes ? depth - k0 : kLanes);
+      const __mmask16 k_mask = lanes_mask(width);
+      __m512 v[16];
+      for (int r = 0; r < 16; ++r) {
+        v[r] = r < height ? _mm512_maskz_loadu_ps(k_mask, a + (i0 + r) * lda + k0) : _mm512_setzero_ps();
+        if (scaled) v[r] = _mm512_mul_ps(v[r], scale);
+      }
+      transpose16(v);
+      for (int j = 0; j < width; ++j) _mm512_mask_storeu_ps(panel + (k0 + j) * kRows, row_mask, v[j]);
+    }
+  }
+}
+
 using TileFn = void (*)(const GemmTileArgs&);
 
 // One instantiation per row count, so edge tiles keep their loops fully unrolled. Plain arrays:
@@ -164,7 +226,6 @@ void tile_avx512(const GemmTileArgs& t) {
 
 }  // namespace
 
-constinit const GemmKernel kGemmAvx512 = {kRows, kVectors * kLanes, kLanes,
-                                          tile_avx512};
+constinit const GemmKernel kGemmAvx512 = {kRows, kVectors* kLanes, kLanes, tile_avx512, pack_a_avx512};
 
 }  // namespace tessera::primitives::detail

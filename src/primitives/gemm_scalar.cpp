@@ -31,17 +31,42 @@ void tile_scalar(const GemmTileArgs& t) {
     float* c = t.c + r * t.ldc;
     for (int j = 0; j < cols; ++j) {
       float v = acc[r][j];
-      if (t.beta == 1.f) v += c[j];
-      else if (t.beta != 0.f) v += t.beta * c[j];
+      if (t.beta == 1.f)
+        v += c[j];
+      else if (t.beta != 0.f)
+        v += t.beta * c[j];
       if (t.epilogue) v = apply_epilogue_one(*t.epilogue, t.row0 + r, t.col0 + j, v);
       c[j] = v;
     }
   }
 }
 
+void pack_a_rows4(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth, float alpha,
+                  float* out) {
+  pack_a_scalar(a, lda, transposed, rows, depth, alpha, out, kRows);
+}
+
 }  // namespace
 
-constinit const GemmKernel kGemmScalar = {kRows, kCols, kCols, tile_scalar};
+void pack_a_scalar(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth, float alpha,
+                   float* out, int mr) {
+  for (int64_t i0 = 0; i0 < rows; i0 += mr) {
+    const int64_t height = rows - i0 < mr ? rows - i0 : mr;
+    float* panel = out + (i0 / mr) * depth * mr;
+    if (!transposed) {
+      for (int64_t r = 0; r < height; ++r) {
+        const float* src = a + (i0 + r) * lda;
+        for (int64_t k = 0; k < depth; ++k) panel[k * mr + r] = alpha * src[k];
+      }
+    } else {
+      for (int64_t k = 0; k < depth; ++k) {
+        const float* src = a + k * lda + i0;
+        for (int64_t r = 0; r < height; ++r) panel[k * mr + r] = alpha * src[r];
+      }
+    }
+  }
+}
+
+constinit const GemmKernel kGemmScalar = {kRows, kCols, kCols, tile_scalar, pack_a_rows4};
 
 }  // namespace tessera::primitives::detail
-

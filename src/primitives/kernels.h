@@ -17,20 +17,16 @@ void binary_row_scalar(BinaryKind kind, int64_t n, const float* a, int64_t a_ste
 
 // The portable kernels, visible so the vector tables can reuse them for cases they leave scalar.
 void unary_scalar(const UnaryParams& params, int64_t n, const float* x, float* y);
-void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                        float* y);
-void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                        float* y);
+void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
+void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
 
 struct EltwiseKernels {
   void (*unary)(const UnaryParams& params, int64_t n, const float* x, float* y);
   // y[i] = a[i * a_step] op b[i * b_step] for i < n; steps are 0 (broadcast) or 1.
   void (*binary_row)(BinaryKind kind, int64_t n, const float* a, int64_t a_step, const float* b,
                      int64_t b_step, float* y);
-  void (*reduce_rows)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                      float* y);
-  void (*reduce_cols)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-                      float* y);
+  void (*reduce_rows)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
+  void (*reduce_cols)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
 };
 
 // Everything one call of a GEMM microkernel needs: a register tile of `rows` x `cols` of C,
@@ -63,12 +59,23 @@ struct GemmTileArgs {
   int64_t row0 = 0, col0 = 0;
 };
 
+// Packs rows x depth of alpha * op(A) into micro-panels of mr rows, k-major: element (i, k)
+// goes to out[(i / mr) * depth * mr + k * mr + i % mr]. op(A)(i, k) is a[i * lda + k], or
+// a[k * lda + i] when transposed. Rows past `rows` in the last micro-panel are left unwritten.
+using PackAFn = void (*)(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth,
+                         float alpha, float* out);
+
 struct GemmKernel {
   int mr;             // rows of the register tile
   int nr;             // columns of the register tile
   int vector_floats;  // columns per vector register
   void (*tile)(const GemmTileArgs& args);
+  PackAFn pack_a;
 };
+
+// The portable A packing, which the vector packers use for their edges.
+void pack_a_scalar(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth, float alpha,
+                   float* out, int mr);
 
 // Constant-initialized, so reading a table never runs code compiled for another ISA.
 extern const EltwiseKernels kEltwiseScalar;

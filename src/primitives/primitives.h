@@ -30,6 +30,8 @@ struct UnaryParams {
   float alpha = 0.f;  // leaky_relu slope, clip min, hard_sigmoid alpha, elu/selu alpha
   float beta = 0.f;   // clip max, hard_sigmoid beta, selu gamma
 };
+// Parameters are taken literally (no ONNX defaults are filled in): e.g. hard_sigmoid needs
+// alpha = 0.2, beta = 0.5 set by the caller. sin and cos have no vector path yet.
 // y[i] = f(x[i]) for i < n; x and y may alias.
 void unary_f32(const UnaryParams& params, int64_t n, const float* x, float* y);
 
@@ -56,6 +58,9 @@ void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, v
 
 // ---------------------------------------------------------------- GEMM
 // What to do with the product before it is stored (fused epilogue).
+// Applied in the microkernel's store step, on registers, after the last K block: no extra pass
+// over C. The residual may be C itself (same pointer and leading dimension: an in-place skip
+// connection); any other overlap with C is not supported.
 struct GemmEpilogue {
   const float* bias_per_column = nullptr;  // bias[n] added to C[m, n]
   const float* bias_per_row = nullptr;     // bias[m] added to C[m, n]
@@ -66,10 +71,15 @@ struct GemmEpilogue {
 
 // Batch-reduce GEMM, the core primitive: C[M,N] = (accumulate ? C : 0) + sum_b A_b[M,K] * B_b[K,N]
 // with row-major A_b (lda) and B_b (ldb). Single-threaded; callers parallelize over tiles.
+// A_b and B_b are read in place (nothing outside [M,K] / [K,N] is touched); all batch pairs
+// accumulate in the same registers, so C is stored once per register tile.
 void brgemm_f32(int64_t M, int64_t N, int64_t K, int64_t batch, const float* const* A, int64_t lda,
                 const float* const* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
 
-// B packed once (at plan time) into the panel layout the microkernels read.
+// B packed once (at plan time) into the panel layout the microkernels read: panels of
+// panel_width() columns (zero padded past N), each K x panel_width row-major, panel_stride()
+// floats apart. The width is 16 for every ISA (one zmm, two ymm), so a PackedB made under one
+// ISA serves the kernels of any other. Immutable once built; copies share the data.
 class PackedB {
  public:
   PackedB() = default;
@@ -88,11 +98,14 @@ class PackedB {
   std::shared_ptr<float> data_;
 };
 
-// C[M,N] = A[M,K] * B + epilogue, B pre-packed; parallel over the pool when given.
+// C[M,N] = A[M,K] * B + epilogue, B pre-packed; parallel over the pool when given (tiles of
+// M-blocks x N-blocks). A is packed per cache block, or read in place when the output is narrow.
 void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C,
                      int64_t ldc, const GemmEpilogue& epilogue, ThreadPool* pool);
 
 // General C = alpha * op(A) * op(B) + beta * C (row-major), with optional epilogue after it.
+// Packs B on every call (use PackedB + gemm_packed_f32 for weights). beta == 0 never reads C;
+// alpha == 0 never reads A or B.
 void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc, ThreadPool* pool, const GemmEpilogue* epilogue = nullptr);

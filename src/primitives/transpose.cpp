@@ -12,8 +12,7 @@ namespace {
 constexpr int64_t kTile = 32;
 
 template <typename T>
-void transpose_typed(int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
-                     int64_t ld_dst) {
+void transpose_typed(int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst, int64_t ld_dst) {
   for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
     const int64_t r1 = r0 + kTile < rows ? r0 + kTile : rows;
     for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
@@ -32,13 +31,13 @@ struct Bytes16 {
 
 }  // namespace
 
-void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, void* dst,
-                  int64_t ld_dst, size_t element_size) {
+void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, void* dst, int64_t ld_dst,
+                  size_t element_size) {
   if (rows <= 0 || cols <= 0) return;
   switch (element_size) {
     case 1:
-      return transpose_typed(rows, cols, static_cast<const uint8_t*>(src), ld_src,
-                             static_cast<uint8_t*>(dst), ld_dst);
+      return transpose_typed(rows, cols, static_cast<const uint8_t*>(src), ld_src, static_cast<uint8_t*>(dst),
+                             ld_dst);
     case 2:
       return transpose_typed(rows, cols, static_cast<const uint16_t*>(src), ld_src,
                              static_cast<uint16_t*>(dst), ld_dst);
@@ -49,9 +48,10 @@ void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, v
       return transpose_typed(rows, cols, static_cast<const uint64_t*>(src), ld_src,
                              static_cast<uint64_t*>(dst), ld_dst);
     case 16:
-      return transpose_typed(rows, cols, static_cast<const Bytes16*>(src), ld_src,
-                             static_cast<Bytes16*>(dst), ld_dst);
-    default: break;
+      return transpose_typed(rows, cols, static_cast<const Bytes16*>(src), ld_src, static_cast<Bytes16*>(dst),
+                             ld_dst);
+    default:
+      break;
   }
   // Other sizes (strings of bytes, structs): one memcpy per element, still tiled.
   const auto* s = static_cast<const unsigned char*>(src);
@@ -60,8 +60,7 @@ void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, v
     const int64_t r1 = r0 + kTile < rows ? r0 + kTile : rows;
     for (int64_t c = 0; c < cols; ++c) {
       for (int64_t r = r0; r < r1; ++r) {
-        std::memcpy(d + (c * ld_dst + r) * element_size, s + (r * ld_src + c) * element_size,
-                    element_size);
+        std::memcpy(d + (c * ld_dst + r) * element_size, s + (r * ld_src + c) * element_size, element_size);
       }
     }
   }

@@ -5,6 +5,11 @@
 
 #include "primitives/kernels.h"
 
+// GCC 12 reports the _mm512_undefined_* placeholders inside its own intrinsic headers as
+// "may be used uninitialized" once they are inlined into these files; false positives.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace tessera::primitives::detail {
 
 #if defined(__AVX512F__)

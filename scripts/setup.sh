@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   clang libclang-rt-14-dev
   python3-torch python3-torchvision python3-onnx python3-numpy libopenblas0-pthread
+  chromium  # headless rendering test of the profiler's HTML report
 )
 # Node.js with npm: Debian's nodejs, unless a Node.js (with npm) is already here.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)

@@ -72,7 +72,9 @@ class PoolKernel : public Kernel {
             max_plane(inputs[0]->data<int8_t>(), outputs[0]->data<int8_t>(), indices, plane);
             break;
           default:
-            if (kind_ == PoolKind::max)
+            if (kind_ == PoolKind::max && !indices && g_.output[0] == 1 && g_.input[0] == 1)
+              max_plane_2d(inputs[0]->data<float>(), outputs[0]->data<float>(), plane);
+            else if (kind_ == PoolKind::max)
               max_plane(inputs[0]->data<float>(), outputs[0]->data<float>(), indices, plane);
             else
               sum_plane(inputs[0]->data<float>(), outputs[0]->data<float>(), plane);
@@ -115,6 +117,38 @@ class PoolKernel : public Kernel {
           y[out] = best;
           if (indices) indices[plane * out_size + out] = plane * in_size + std::max<int64_t>(0, best_index);
         }
+  }
+
+  // 2-D f32 max pooling without indices: first the max over the kernel rows for the whole
+  // input row (a vectorizable elementwise max), then the max over kernel columns.
+  void max_plane_2d(const float* x_all, float* y_all, int64_t plane) const {
+    const int64_t in_h = g_.input[1], in_w = g_.input[2], out_h = g_.output[1], out_w = g_.output[2];
+    const float* x = x_all + plane * in_h * in_w;
+    float* y = y_all + plane * out_h * out_w;
+    std::vector<float> row_max(static_cast<size_t>(in_w));
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t sh = oh * g_.stride[1] - g_.pad_begin[1];
+      const int64_t lo = taps_.lo[1][size_t(oh)], hi = taps_.hi[1][size_t(oh)];
+      float* rm = row_max.data();
+      if (lo >= hi) {
+        std::fill(rm, rm + in_w, std::numeric_limits<float>::lowest());
+      } else {
+        const float* first = x + (sh + lo * g_.dilation[1]) * in_w;
+        std::copy(first, first + in_w, rm);
+        for (int64_t kh = lo + 1; kh < hi; ++kh) {
+          const float* row = x + (sh + kh * g_.dilation[1]) * in_w;
+          for (int64_t i = 0; i < in_w; ++i) rm[i] = std::max(rm[i], row[i]);
+        }
+      }
+      float* yr = y + oh * out_w;
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t sw = ow * g_.stride[2] - g_.pad_begin[2];
+        float best = std::numeric_limits<float>::lowest();
+        for (int64_t kw = taps_.lo[2][size_t(ow)]; kw < taps_.hi[2][size_t(ow)]; ++kw)
+          best = std::max(best, rm[sw + kw * g_.dilation[2]]);
+        yr[ow] = best;
+      }
+    }
   }
 
   void sum_plane(const float* x_all, float* y_all, int64_t plane) const {

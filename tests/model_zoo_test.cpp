@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "primitives/primitives.h"
 #include "tessera/npy.h"
 #include "tessera/session.h"
 #include "test_support.h"
@@ -51,3 +52,15 @@ TEST_P(OcrModel, MatchesOnnxRuntime) { check_model_folder(models_dir("ocr/" + Ge
 INSTANTIATE_TEST_SUITE_P(PaddleOcr, OcrModel, ::testing::Values("ppocr_cls_mobile_v2", "ppocr_det_v4", "ppocr_rec_v4"));
 
 TEST(ZooModelThreads, SingleThreadGivesTheSameAnswer) { check_model_folder(models_dir("zoo/resnet18"), 1); }
+
+// Whole models on the lower kernel paths too: every ISA variant must give the reference answer.
+TEST(ZooModelIsa, Avx2AndPortableKernelsMatchTheReferences) {
+  primitives::Isa original = primitives::active_isa();
+  for (primitives::Isa isa : {primitives::Isa::avx2, primitives::Isa::scalar}) {
+    if (primitives::set_isa(isa) != isa) continue;  // CPU without AVX2: the scalar pass remains
+    check_model_folder(models_dir("zoo/mobilenet_v2"), 2);
+    check_model_folder(models_dir("zoo/bert_tiny"), 2);
+    check_model_folder(models_dir("ocr/ppocr_rec_v4"), 2);
+  }
+  primitives::set_isa(original);
+}

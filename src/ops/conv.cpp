@@ -1,13 +1,19 @@
 // Conv (1-D/2-D/3-D, groups, dilations, pads, auto_pad) in NCHW built on the GEMM primitive:
-// 1x1 stride-1 is one GEMM, depthwise is a direct loop, the rest is GEMM over bounded im2col tiles.
+// 1x1 stride-1 is one GEMM, depthwise is a direct loop, 3x3 stride-1 may use Winograd (chosen by
+// cost), the rest is GEMM over bounded im2col tiles.
+#include "ops/conv.h"
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "ops/conv_depthwise.h"
 #include "ops/fused_activation.h"
 #include "ops/operator.h"
 #include "ops/spatial_geometry.h"
+#include "ops/winograd.h"
 #include "primitives/primitives.h"
 
 namespace tessera {
@@ -27,7 +33,21 @@ namespace {
 
 using primitives::GemmEpilogue;
 
-enum class ConvAlgorithm { pointwise, depthwise, im2col };
+enum class ConvAlgorithm { pointwise, depthwise, im2col, winograd_f2x2, winograd_f4x4 };
+
+const char* algorithm_name(ConvAlgorithm a) {
+  switch (a) {
+    case ConvAlgorithm::pointwise: return "pointwise";
+    case ConvAlgorithm::depthwise: return "depthwise";
+    case ConvAlgorithm::im2col: return "im2col";
+    case ConvAlgorithm::winograd_f2x2: return "winograd_f2x2";
+    case ConvAlgorithm::winograd_f4x4: return "winograd_f4x4";
+  }
+  return "";
+}
+
+// What the user asked for (attribute, else TESSERA_CONV_ALGO, else the cost model).
+enum class AlgorithmRequest { automatic, direct, winograd2, winograd4 };
 
 // What to compute, resolved at plan time from the node and the input shapes.
 struct ConvDescriptor {
@@ -36,6 +56,7 @@ struct ConvDescriptor {
   bool has_bias = false;
   int residual_input = -1;  // input index of a tensor added before the activation, -1 if none
   primitives::UnaryParams activation;
+  AlgorithmRequest request = AlgorithmRequest::automatic;
 
   int64_t in_per_group() const { return in_channels / groups; }
   int64_t out_per_group() const { return out_channels / groups; }
@@ -51,7 +72,8 @@ constexpr int64_t kMinColumnsPerThreadTile = 96;
 
 class ConvKernel : public Kernel {
  public:
-  explicit ConvKernel(ConvDescriptor d) : d_(std::move(d)) {
+  // constant_weights: the weights when known at plan time (Winograd needs them), else nullptr.
+  ConvKernel(ConvDescriptor d, const Tensor* constant_weights, int threads) : d_(std::move(d)) {
     const SpatialGeometry& g = d_.geometry;
     bool unit_window = true;
     for (int i = 0; i < 3; ++i)
@@ -63,6 +85,7 @@ class ConvKernel : public Kernel {
       algorithm_ = ConvAlgorithm::depthwise;
     else
       algorithm_ = ConvAlgorithm::im2col;
+    if (algorithm_ == ConvAlgorithm::im2col && constant_weights) plan_winograd(*constant_weights, threads);
     for (int i = 0; i < 3; ++i) {
       depthwise_shape_.input[i] = g.input[i];
       depthwise_shape_.output[i] = g.output[i];
@@ -103,10 +126,50 @@ class ConvKernel : public Kernel {
       case ConvAlgorithm::pointwise: return run_pointwise(x, w, bias, residual, y, context.pool);
       case ConvAlgorithm::depthwise: return run_depthwise(x, w, bias, residual, y, context.pool);
       case ConvAlgorithm::im2col: return run_im2col(x, w, bias, residual, y, context.pool);
+      case ConvAlgorithm::winograd_f2x2:
+      case ConvAlgorithm::winograd_f4x4:
+        return winograd_->run(x, bias, residual, d_.activation, y, context.pool);
     }
   }
 
  private:
+  // Switches a 3x3 stride-1 dilation-1 single-group 2-D convolution to Winograd when forced or
+  // when the cost model expects it to be faster than im2col + GEMM.
+  void plan_winograd(const Tensor& weights, int threads) {
+    const SpatialGeometry& g = d_.geometry;
+    const bool eligible = g.input[0] == 1 && g.kernel[0] == 1 && g.kernel[1] == 3 && g.kernel[2] == 3 &&
+                          g.stride[1] == 1 && g.stride[2] == 1 && g.dilation[1] == 1 &&
+                          g.dilation[2] == 1 && d_.groups == 1 && g.rank >= 2;
+    if (!eligible || d_.request == AlgorithmRequest::direct) return;
+    WinogradProblem p;
+    p.batch = d_.batch;
+    p.in_channels = d_.in_channels;
+    p.out_channels = d_.out_channels;
+    p.in_h = g.input[1];
+    p.in_w = g.input[2];
+    p.out_h = g.output[1];
+    p.out_w = g.output[2];
+    p.pad_top = g.pad_begin[1];
+    p.pad_left = g.pad_begin[2];
+    int variant = 0;
+    if (d_.request == AlgorithmRequest::winograd2) variant = 2;
+    else if (d_.request == AlgorithmRequest::winograd4) variant = 4;
+    else {
+      double best = estimate_conv3x3_seconds(p, 0);
+      for (int candidate : {2, 4}) {
+        const double seconds = estimate_conv3x3_seconds(p, candidate);
+        if (seconds < best) {
+          best = seconds;
+          variant = candidate;
+        }
+      }
+    }
+    if (variant == 0) return;
+    winograd_ = std::make_unique<WinogradConvolution>(
+        p, variant == 2 ? WinogradVariant::f2x2 : WinogradVariant::f4x4, weights.data<float>(), threads);
+    algorithm_ = variant == 2 ? ConvAlgorithm::winograd_f2x2 : ConvAlgorithm::winograd_f4x4;
+  }
+
   GemmEpilogue epilogue_for(const float* bias, const float* residual, int64_t channel_offset,
                             int64_t residual_offset) const {
     GemmEpilogue e;
@@ -243,6 +306,7 @@ class ConvKernel : public Kernel {
 
   ConvDescriptor d_;
   ConvAlgorithm algorithm_ = ConvAlgorithm::im2col;
+  std::unique_ptr<WinogradConvolution> winograd_;
   DepthwisePlaneShape depthwise_shape_{};
   std::vector<int64_t> column_lo_, column_hi_;
   int64_t tile_rows_ = 1;
@@ -252,6 +316,20 @@ void require_f32(const KernelCreateContext& ctx, size_t i, const char* what) {
   if (ctx.input(i).dtype != DType::f32)
     throw Error(ctx.describe() + ": " + what + " has type " + dtype_name(ctx.input(i).dtype) +
                 "; only float32 is supported");
+}
+
+AlgorithmRequest algorithm_request(const KernelCreateContext& ctx) {
+  std::string value = ctx.node.attributes.get_string(kConvAlgorithmAttribute, "");
+  if (value.empty()) {
+    const char* env = std::getenv("TESSERA_CONV_ALGO");
+    value = env ? env : "auto";
+  }
+  if (value == "auto" || value.empty()) return AlgorithmRequest::automatic;
+  if (value == "direct") return AlgorithmRequest::direct;
+  if (value == "winograd2") return AlgorithmRequest::winograd2;
+  if (value == "winograd4") return AlgorithmRequest::winograd4;
+  throw Error(ctx.describe() + ": unknown convolution algorithm '" + value +
+              "' (expected auto, direct, winograd2 or winograd4)");
 }
 
 std::unique_ptr<Kernel> create_conv(KernelCreateContext& ctx) {
@@ -301,11 +379,17 @@ std::unique_ptr<Kernel> create_conv(KernelCreateContext& ctx) {
     d.residual_input = int(residual);
   }
   d.activation = fused_activation(ctx.node);
+  d.request = algorithm_request(ctx);
   ctx.set_output(0, DType::f32, out_shape);
-  return std::make_unique<ConvKernel>(std::move(d));
+  return std::make_unique<ConvKernel>(std::move(d), ctx.input(1).constant, ctx.pool ? ctx.pool->size() : 1);
 }
 
 }  // namespace
+
+std::string conv_algorithm_name(const Kernel& kernel) {
+  const auto* conv = dynamic_cast<const ConvKernel*>(&kernel);
+  return conv ? algorithm_name(conv->algorithm()) : "";
+}
 
 void register_conv_operators(OperatorRegistry& registry) {
   registry.add("Conv", 1, 22, create_conv);

@@ -115,6 +115,8 @@ void check_conv(const ConvCase& c, uint32_t seed) {
     node.attributes.set_ints("pads", c.pads);
   }
   if (c.relu) node.attributes.set_string(kFusedActivationAttribute, "Relu");
+  // These cases check the direct paths; tests/ops_winograd_test.cpp covers Winograd.
+  node.attributes.set_string("tessera.conv_algorithm", "direct");
   std::vector<Tensor> inputs = {x, w, b};
   Tensor expected_no_residual = reference_conv(x, w, c.bias ? &b : nullptr, nullptr, false, strides,
                                                dilations, pad_begin, pad_end, c.group);
@@ -190,6 +192,15 @@ TEST(ConvOp, OneAndThreeSpatialDims) {
   check_conv({.x = {1, 2, 5, 6, 7}, .w = {3, 2, 3, 2, 3}, .strides = {1, 2, 1},
               .pads = {1, 0, 1, 1, 1, 0}}, 19);
   check_conv({.x = {1, 3, 4, 5, 6}, .w = {3, 1, 3, 3, 3}, .pads = {1, 1, 1, 1, 1, 1}, .group = 3}, 20);
+}
+
+TEST(ConvOp, LargePlanesUseWeightMajorGemm) {
+  // Output planes above 100 pixels take the weight-major GEMM (smaller ones run pixel-major with
+  // weights packed at plan time, which the cases above cover); direct forced, so no Winograd.
+  check_conv({.x = {2, 6, 13, 17}, .w = {10, 6, 3, 3}, .pads = {1, 1, 1, 1}, .relu = true,
+              .residual = true}, 23);
+  check_conv({.x = {1, 12, 11, 12}, .w = {20, 12, 1, 1}, .relu = true, .residual = true}, 24);
+  check_conv({.x = {1, 8, 12, 12}, .w = {6, 4, 3, 3}, .pads = {1, 1, 1, 1}, .group = 2}, 25);
 }
 
 TEST(ConvOp, WeightsKnownOnlyAtRunTime) {

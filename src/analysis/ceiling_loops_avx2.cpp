@@ -27,8 +27,8 @@ float fma_loop_avx2(int64_t iterations, float multiplier) {
   return total;
 }
 
-void triad_avx2(float* __restrict a, const float* __restrict b, const float* __restrict c,
-                float scalar, size_t n) {
+void triad_avx2(float* __restrict a, const float* __restrict b, const float* __restrict c, float scalar,
+                size_t n) {
   const __m256 s = _mm256_set1_ps(scalar);
   size_t i = 0;
   for (; i + 8 <= n; i += 8)

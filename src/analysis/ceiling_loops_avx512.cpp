@@ -48,8 +48,8 @@ __attribute__((target("avx512vnni"))) int32_t vnni_loop_avx512(int64_t iteration
   return int32_t(total);
 }
 
-void triad_avx512(float* __restrict a, const float* __restrict b, const float* __restrict c,
-                  float scalar, size_t n) {
+void triad_avx512(float* __restrict a, const float* __restrict b, const float* __restrict c, float scalar,
+                  size_t n) {
   const __m512 s = _mm512_set1_ps(scalar);
   size_t i = 0;
   for (; i + 16 <= n; i += 16)

@@ -18,8 +18,8 @@ float fma_loop_scalar(int64_t iterations, float multiplier) {
   return total;
 }
 
-void triad_scalar(float* __restrict a, const float* __restrict b, const float* __restrict c,
-                  float scalar, size_t n) {
+void triad_scalar(float* __restrict a, const float* __restrict b, const float* __restrict c, float scalar,
+                  size_t n) {
   for (size_t i = 0; i < n; ++i) a[i] = b[i] + scalar * c[i];
 }
 

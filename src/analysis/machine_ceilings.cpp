@@ -54,8 +54,8 @@ CpuFeatures probe_features() {
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
   f.avx2_fma = (ebx & (1u << 5)) && fma;
   const bool zmm_state = (read_xcr0() & 0xe0) == 0xe0;
-  f.avx512 = f.avx2_fma && zmm_state && (ebx & (1u << 16)) && (ebx & (1u << 17)) &&
-             (ebx & (1u << 30)) && (ebx & (1u << 31));
+  f.avx512 = f.avx2_fma && zmm_state && (ebx & (1u << 16)) && (ebx & (1u << 17)) && (ebx & (1u << 30)) &&
+             (ebx & (1u << 31));
   f.avx512_vnni = f.avx512 && (ecx & (1u << 11));
   return f;
 }
@@ -125,8 +125,7 @@ int64_t calibrate_iterations(const std::function<void(int64_t)>& loop, double se
 
 // Peak rate (G per second) of a register-only loop doing `per_iteration` operations per iteration.
 std::pair<double, double> measure_loop_rate(ThreadPool& pool, int threads, const MeasureOptions& options,
-                                            double per_iteration,
-                                            const std::function<float(int64_t)>& loop) {
+                                            double per_iteration, const std::function<float(int64_t)>& loop) {
   std::atomic<float> sink{0};  // keeps every result alive
   auto run = [&](int64_t iterations) { sink.store(sink.load() + loop(iterations)); };
   const int64_t iterations = calibrate_iterations(run, options.seconds_per_trial);
@@ -152,9 +151,12 @@ std::pair<double, double> measure_triad(ThreadPool& pool, int threads, const Mea
                                         size_t total_bytes, const CpuFeatures& features) {
   const size_t n = std::max<size_t>(total_bytes / (3 * sizeof(float)), 1024);
   AlignedFloats a(n), b(n), c(n);
-  auto triad = features.avx512 ? loops::triad_avx512 : features.avx2_fma ? loops::triad_avx2 : loops::triad_scalar;
+  auto triad = features.avx512     ? loops::triad_avx512
+               : features.avx2_fma ? loops::triad_avx2
+                                   : loops::triad_scalar;
   auto slice = [&](int thread, int count) {
-    return std::pair<size_t, size_t>{n * size_t(thread) / size_t(count), n * size_t(thread + 1) / size_t(count)};
+    return std::pair<size_t, size_t>{n * size_t(thread) / size_t(count),
+                                     n * size_t(thread + 1) / size_t(count)};
   };
   // First touch from the threads that will use each slice (page placement on NUMA machines).
   pool.run_tasks(threads, [&](int t) {
@@ -187,8 +189,10 @@ int count_cpu_list(const std::string& list) {
   while (std::getline(stream, part, ',')) {
     if (part.empty()) continue;
     auto dash = part.find('-');
-    if (dash == std::string::npos) ++count;
-    else count += std::atoi(part.c_str() + dash + 1) - std::atoi(part.c_str()) + 1;
+    if (dash == std::string::npos)
+      ++count;
+    else
+      count += std::atoi(part.c_str() + dash + 1) - std::atoi(part.c_str()) + 1;
   }
   return std::max(count, 1);
 }
@@ -231,7 +235,9 @@ std::string utc_now_iso8601() {
 nlohmann::json to_json_object(const MachineCeilings& c) {
   nlohmann::json caches = nlohmann::json::array();
   for (const auto& level : c.caches)
-    caches.push_back({{"level", level.level}, {"type", level.type}, {"bytes", level.bytes},
+    caches.push_back({{"level", level.level},
+                      {"type", level.type},
+                      {"bytes", level.bytes},
                       {"shared_by_cpus", level.shared_by_cpus}});
   return {{"cpu_model", c.cpu_model},
           {"isa", c.isa},
@@ -276,9 +282,7 @@ constexpr const char* kCacheFormat = "tessera-machine-ceilings-1";
 
 }  // namespace
 
-double Roof::bound_gflops(double intensity) const {
-  return std::min(peak_gflops, intensity * bandwidth_gbs);
-}
+double Roof::bound_gflops(double intensity) const { return std::min(peak_gflops, intensity * bandwidth_gbs); }
 
 Roof roof_for_threads(const MachineCeilings& c, int threads) {
   if (threads <= 1 || c.threads <= 1) return Roof{c.peak_gflops_1, c.bandwidth_gbs_1};
@@ -287,11 +291,16 @@ Roof roof_for_threads(const MachineCeilings& c, int threads) {
               std::min(c.bandwidth_gbs_1 * threads, c.bandwidth_gbs_all)};
 }
 
+bool all_thread_figure_looks_contended(const MachineCeilings& c) {
+  return c.threads > 1 && c.peak_gflops_all < 0.75 * c.peak_gflops_1 * c.threads;
+}
+
 std::string cpu_model_string() {
   unsigned regs[12] = {};
   if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000004) {
     for (unsigned leaf = 0; leaf < 3; ++leaf)
-      __get_cpuid(0x80000002 + leaf, &regs[leaf * 4], &regs[leaf * 4 + 1], &regs[leaf * 4 + 2], &regs[leaf * 4 + 3]);
+      __get_cpuid(0x80000002 + leaf, &regs[leaf * 4], &regs[leaf * 4 + 1], &regs[leaf * 4 + 2],
+                  &regs[leaf * 4 + 3]);
     const char* text = reinterpret_cast<const char*>(regs);
     std::string brand(text, strnlen(text, sizeof regs));
     auto first = brand.find_first_not_of(' ');
@@ -331,39 +340,43 @@ MachineCeilings measure_machine_ceilings(const MeasureOptions& options) {
   const float multiplier = multiplier_source;
   if (features.avx512) {
     c.isa = "avx512";
-    std::tie(c.peak_gflops_1, c.peak_gflops_all) = measure_loop_rate(
-        pool, c.threads, options, loops::kFlopsPerIterationAvx512,
-        [&](int64_t n) { return loops::fma_loop_avx512(n, multiplier); });
+    std::tie(c.peak_gflops_1, c.peak_gflops_all) =
+        measure_loop_rate(pool, c.threads, options, loops::kFlopsPerIterationAvx512,
+                          [&](int64_t n) { return loops::fma_loop_avx512(n, multiplier); });
   } else if (features.avx2_fma) {
     c.isa = "avx2";
-    std::tie(c.peak_gflops_1, c.peak_gflops_all) = measure_loop_rate(
-        pool, c.threads, options, loops::kFlopsPerIterationAvx2,
-        [&](int64_t n) { return loops::fma_loop_avx2(n, multiplier); });
+    std::tie(c.peak_gflops_1, c.peak_gflops_all) =
+        measure_loop_rate(pool, c.threads, options, loops::kFlopsPerIterationAvx2,
+                          [&](int64_t n) { return loops::fma_loop_avx2(n, multiplier); });
   } else {
     c.isa = "scalar";
-    std::tie(c.peak_gflops_1, c.peak_gflops_all) = measure_loop_rate(
-        pool, c.threads, options, loops::kFlopsPerIterationScalar,
-        [&](int64_t n) { return loops::fma_loop_scalar(n, multiplier); });
+    std::tie(c.peak_gflops_1, c.peak_gflops_all) =
+        measure_loop_rate(pool, c.threads, options, loops::kFlopsPerIterationScalar,
+                          [&](int64_t n) { return loops::fma_loop_scalar(n, multiplier); });
   }
   c.has_vnni = features.avx512_vnni;
   if (c.has_vnni) {
-    std::tie(c.int8_gops_1, c.int8_gops_all) = measure_loop_rate(
-        pool, c.threads, options, loops::kOpsPerIterationVnni,
-        [&](int64_t n) { return float(loops::vnni_loop_avx512(n, int32_t(n))); });
+    std::tie(c.int8_gops_1, c.int8_gops_all) =
+        measure_loop_rate(pool, c.threads, options, loops::kOpsPerIterationVnni,
+                          [&](int64_t n) { return float(loops::vnni_loop_avx512(n, int32_t(n))); });
   }
 
   size_t last_level = 0;
   for (const auto& level : c.caches) last_level = std::max(last_level, level.bytes);
   // Far larger than the last-level cache, so the triad streams from DRAM.
-  c.triad_bytes = options.triad_bytes ? options.triad_bytes : std::max<size_t>(size_t(1) << 30, 4 * last_level);
-  std::tie(c.bandwidth_gbs_1, c.bandwidth_gbs_all) = measure_triad(pool, c.threads, options, c.triad_bytes, features);
+  c.triad_bytes =
+      options.triad_bytes ? options.triad_bytes : std::max<size_t>(size_t(1) << 30, 4 * last_level);
+  std::tie(c.bandwidth_gbs_1, c.bandwidth_gbs_all) =
+      measure_triad(pool, c.threads, options, c.triad_bytes, features);
   return c;
 }
 
 std::string default_machine_cache_path() {
   if (const char* env = std::getenv("TESSERA_MACHINE_CACHE"); env && *env) return env;
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/tessera/machine.json";
-  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/tessera/machine.json";
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+    return std::string(xdg) + "/tessera/machine.json";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::string(home) + "/.cache/tessera/machine.json";
   return ".tessera-machine.json";
 }
 

@@ -16,6 +16,7 @@ namespace {
 // channel-last input rows. Sized to about half of the 2 MiB L2 so that the streamed weights
 // of one transform point (C_in x C_out) still fit beside them.
 constexpr int64_t kBandBudgetBytes = 1024 * 1024;
+constexpr int64_t kMinTilesPerBand = 28;
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
@@ -28,9 +29,12 @@ int64_t padded_stride(int64_t channels) {
 
 const WinogradTransformKernels& transform_kernels() {
   switch (primitives::active_isa()) {
-    case primitives::Isa::avx512: return winograd_avx512::kKernels;
-    case primitives::Isa::avx2: return winograd_avx2::kKernels;
-    default: return winograd_scalar::kKernels;
+    case primitives::Isa::avx512:
+      return winograd_avx512::kKernels;
+    case primitives::Isa::avx2:
+      return winograd_avx2::kKernels;
+    default:
+      return winograd_scalar::kKernels;
   }
 }
 
@@ -108,9 +112,12 @@ WinogradConvolution::WinogradConvolution(const WinogradProblem& problem, Winogra
     transformed_weights_.emplace_back(cin, cout, transformed.data() + point * cin * cout, cout, false);
 
   // Band height: as many tile rows as fit the budget, but at least one band per thread.
-  const int64_t bytes_per_tile = points_ * (ldv_ + ldm_) * int64_t(sizeof(float)) +
-                                 tile_ * tile_ * cin_padded_ * int64_t(sizeof(float));
+  const int64_t bytes_per_tile =
+      points_ * (ldv_ + ldm_) * int64_t(sizeof(float)) + tile_ * tile_ * cin_padded_ * int64_t(sizeof(float));
   int64_t rows = std::clamp<int64_t>(kBandBudgetBytes / (bytes_per_tile * tiles_w_), 1, tiles_h_);
+  // But at least two GEMM row tiles per band: fewer rows leave the 14-row microkernel mostly
+  // empty and stream the transformed weights once per tiny band.
+  rows = std::clamp<int64_t>(std::max(rows, (kMinTilesPerBand + tiles_w_ - 1) / tiles_w_), 1, tiles_h_);
   const int64_t bands_wanted = (threads + p_.batch - 1) / std::max<int64_t>(p_.batch, 1);
   if (threads > 1 && (tiles_h_ + rows - 1) / rows < bands_wanted)
     rows = std::max<int64_t>(1, (tiles_h_ + bands_wanted - 1) / bands_wanted);
@@ -124,8 +131,8 @@ double WinogradConvolution::gemm_flops() const {
          double(p_.out_channels);
 }
 
-void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, const float* bias,
-                                   float* y, ThreadPool* gemm_pool) const {
+void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, const float* bias, float* y,
+                                   ThreadPool* gemm_pool) const {
   const int64_t tr0 = band * band_tile_rows_, tr1 = std::min(tiles_h_, tr0 + band_tile_rows_);
   const int64_t band_rows = tr1 - tr0, tiles = band_rows * tiles_w_;
   const int64_t max_tiles = band_tile_rows_ * tiles_w_;
@@ -205,8 +212,7 @@ void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, 
 }
 
 void WinogradConvolution::run(const float* x, const float* bias, const float* residual,
-                              const primitives::UnaryParams& activation, float* y,
-                              ThreadPool& pool) const {
+                              const primitives::UnaryParams& activation, float* y, ThreadPool& pool) const {
   // The vector output step reads bias a whole channel block at a time.
   std::vector<float> padded_bias;
   if (bias) {
@@ -249,11 +255,17 @@ void WinogradConvolution::run(const float* x, const float* bias, const float* re
 }
 
 double estimate_conv3x3_seconds(const WinogradProblem& p, int variant) {
-  const double direct_flops = 2.0 * 9.0 * double(p.batch * p.out_h * p.out_w) * double(p.in_channels) *
-                              double(p.out_channels);
+  const double direct_flops =
+      2.0 * 9.0 * double(p.batch * p.out_h * p.out_w) * double(p.in_channels) * double(p.out_channels);
   // Measured single-thread rate of the im2col + GEMM path on ResNet-50's 3x3 layers.
   constexpr double kDirectRate = 100e9;
-  if (variant == 0) return direct_flops / kDirectRate;
+  // Weights stream from L3 once per run when they do not fit in L2, for either algorithm.
+  constexpr double kWeightBandwidth = 20e9;
+  constexpr double kL2Bytes = 1024.0 * 1024.0;
+  if (variant == 0) {
+    const double weight_bytes = 9.0 * double(p.in_channels * p.out_channels) * 4.0;
+    return direct_flops / kDirectRate + (weight_bytes > kL2Bytes ? weight_bytes / kWeightBandwidth : 0.0);
+  }
   const int64_t tile = variant, alpha = tile + 2, points = alpha * alpha;
   const int64_t tiles_h = (p.out_h + tile - 1) / tile, tiles_w = (p.out_w + tile - 1) / tile;
   const double tiles = double(p.batch * tiles_h * tiles_w);
@@ -272,9 +284,8 @@ double estimate_conv3x3_seconds(const WinogradProblem& p, int variant) {
   seconds += kSecondsPerValue * tiles * double(points) * double(p.in_channels + p.out_channels);
   // Transformed weights are streamed once per band; from L3 when they do not fit in L2.
   const double weight_bytes = double(points) * double(p.in_channels * p.out_channels) * 4.0;
-  constexpr double kWeightBandwidth = 20e9;
   const double bands = std::max(1.0, tiles / 56.0);
-  if (weight_bytes > 1024.0 * 1024.0) seconds += bands * weight_bytes / kWeightBandwidth;
+  if (weight_bytes > kL2Bytes) seconds += bands * weight_bytes / kWeightBandwidth;
   return seconds;
 }
 

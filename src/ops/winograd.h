@@ -24,22 +24,22 @@ constexpr int64_t kWinogradLanes = 16;
 
 // Arguments of the per-ISA transform kernels (plain data, so the ISA files need nothing else).
 struct WinogradInputArgs {
-  const float* band = nullptr;    // channel-last padded input band [rows][cols][channel_stride]
-  int64_t row_stride = 0;         // floats between consecutive band rows
-  int64_t channel_stride = 0;     // floats per band pixel (channels padded to kWinogradLanes)
-  int64_t channel_blocks = 0;     // channel_stride / kWinogradLanes
+  const float* band = nullptr;  // channel-last padded input band [rows][cols][channel_stride]
+  int64_t row_stride = 0;       // floats between consecutive band rows
+  int64_t channel_stride = 0;   // floats per band pixel (channels padded to kWinogradLanes)
+  int64_t channel_blocks = 0;   // channel_stride / kWinogradLanes
   int64_t tile_rows = 0, tile_cols = 0;
-  float* v = nullptr;             // V[point][tile][ldv]
+  float* v = nullptr;  // V[point][tile][ldv]
   int64_t point_stride = 0, ldv = 0;
 };
 struct WinogradOutputArgs {
-  const float* m = nullptr;       // M[point][tile][ldm], channels padded to kWinogradLanes
+  const float* m = nullptr;  // M[point][tile][ldm], channels padded to kWinogradLanes
   int64_t point_stride = 0, ldm = 0;
-  int64_t channels = 0;           // real output channels (lanes past it are not stored)
+  int64_t channels = 0;  // real output channels (lanes past it are not stored)
   int64_t tile_rows = 0, tile_cols = 0;
-  const float* bias = nullptr;    // padded to the lane multiple, or nullptr
-  float* y = nullptr;             // NCHW output of one image at the band's first output row
-  int64_t plane = 0, width = 0;   // channel plane size and row length of y
+  const float* bias = nullptr;             // padded to the lane multiple, or nullptr
+  float* y = nullptr;                      // NCHW output of one image at the band's first output row
+  int64_t plane = 0, width = 0;            // channel plane size and row length of y
   int64_t valid_rows = 0, valid_cols = 0;  // output rows/cols of the band inside the image
 };
 struct WinogradTransformKernels {
@@ -48,9 +48,15 @@ struct WinogradTransformKernels {
   void (*output_f2x2)(const WinogradOutputArgs&);
   void (*output_f4x4)(const WinogradOutputArgs&);
 };
-namespace winograd_scalar { extern const WinogradTransformKernels kKernels; }
-namespace winograd_avx2 { extern const WinogradTransformKernels kKernels; }
-namespace winograd_avx512 { extern const WinogradTransformKernels kKernels; }
+namespace winograd_scalar {
+extern const WinogradTransformKernels kKernels;
+}
+namespace winograd_avx2 {
+extern const WinogradTransformKernels kKernels;
+}
+namespace winograd_avx512 {
+extern const WinogradTransformKernels kKernels;
+}
 
 // Plan-time state of one Winograd convolution: transformed weights packed as one GEMM B operand
 // per transform point ([C_in x C_out], so a band's tiles are the GEMM rows), plus the band size.

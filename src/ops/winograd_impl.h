@@ -75,12 +75,16 @@ WINOGRAD_INLINE void input_transform(const WinogradInputArgs& a) {
           for (int c = 0; c < alpha; ++c)
             d[r * alpha + c] = load(origin + r * a.row_stride + c * a.channel_stride + cb * kWinogradLanes);
         for (int c = 0; c < alpha; ++c) {  // columns: B^T d
-          if constexpr (Tile == 2) input_1d_f2(d + c, alpha);
-          else input_1d_f4(d + c, alpha);
+          if constexpr (Tile == 2)
+            input_1d_f2(d + c, alpha);
+          else
+            input_1d_f4(d + c, alpha);
         }
         for (int r = 0; r < alpha; ++r) {  // rows: (B^T d) B
-          if constexpr (Tile == 2) input_1d_f2(d + r * alpha, 1);
-          else input_1d_f4(d + r * alpha, 1);
+          if constexpr (Tile == 2)
+            input_1d_f2(d + r * alpha, 1);
+          else
+            input_1d_f4(d + r * alpha, 1);
         }
         for (int p = 0; p < alpha * alpha; ++p) store(out + p * a.point_stride + cb * kWinogradLanes, d[p]);
       }
@@ -103,13 +107,17 @@ WINOGRAD_INLINE void output_transform(const WinogradOutputArgs& a) {
         for (int p = 0; p < alpha * alpha; ++p) m[p] = load(in + p * a.point_stride + cb * kWinogradLanes);
         Vec t[Tile * alpha];  // A^T m: Tile rows x alpha columns
         for (int c = 0; c < alpha; ++c) {
-          if constexpr (Tile == 2) output_1d_f2(m + c, alpha, t + c, alpha);
-          else output_1d_f4(m + c, alpha, t + c, alpha);
+          if constexpr (Tile == 2)
+            output_1d_f2(m + c, alpha, t + c, alpha);
+          else
+            output_1d_f4(m + c, alpha, t + c, alpha);
         }
         Vec o[Tile * Tile];  // (A^T m) A
         for (int r = 0; r < Tile; ++r) {
-          if constexpr (Tile == 2) output_1d_f2(t + r * alpha, 1, o + r * Tile, 1);
-          else output_1d_f4(t + r * alpha, 1, o + r * Tile, 1);
+          if constexpr (Tile == 2)
+            output_1d_f2(t + r * alpha, 1, o + r * Tile, 1);
+          else
+            output_1d_f4(t + r * alpha, 1, o + r * Tile, 1);
         }
         if (a.bias) {
           const Vec b = load(a.bias + cb * kWinogradLanes);

@@ -13,6 +13,8 @@ namespace tessera::cli {
 void add_run_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_machine_command(CLI::App& app);
+void add_profile_command(CLI::App& app);
 
 // "NAME=FILE.npy" pairs into tensors.
 std::map<std::string, Tensor> read_named_inputs(const std::vector<std::string>& pairs);

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   tessera::cli::add_run_command(app);
   tessera::cli::add_info_command(app);
   tessera::cli::add_bench_command(app);
+  tessera::cli::add_machine_command(app);
+  tessera::cli::add_profile_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

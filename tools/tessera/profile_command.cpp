@@ -1,0 +1,92 @@
+// `tessera profile`: times every executed node over several runs and reports each against this
+// machine's roofline (table on stdout, optional JSON and self-contained HTML).
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include "analysis/machine_ceilings.h"
+#include "analysis/roofline_profiler.h"
+#include "analysis/roofline_report.h"
+#include "runtime/specialize.h"
+#include "tessera/commands.h"
+#include "tessera/onnx.h"
+#include "tessera/session.h"
+
+namespace tessera::cli {
+
+namespace {
+// Seeded inputs: uniform floats, small non-negative integers (valid as indices), as in `bench`.
+Tensor seeded_input(DType dtype, const Shape& shape, std::mt19937& rng) {
+  Tensor t(DType::f32, shape);
+  std::uniform_real_distribution<float> dist(0.f, 1.f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  if (dtype_is_float(dtype)) return t.cast(dtype);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::floor(t.data<float>()[i] * 2);
+  return t.cast(dtype);
+}
+}  // namespace
+
+void add_profile_command(CLI::App& app) {
+  struct Options {
+    std::string model, json, html, cache;
+    std::vector<std::string> inputs, shapes;
+    int threads = 0, iters = 10, warmup = 3;
+    bool refresh = false;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* cmd =
+      app.add_subcommand("profile", "Per-layer roofline profile: time, FLOPs, bytes, % of roofline bound");
+  cmd->add_option("model", options->model, "ONNX model file")->required();
+  cmd->add_option("--threads", options->threads, "worker threads (default: all cores)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--iters", options->iters, "profiled runs; per-layer times are medians (default 10)")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--warmup", options->warmup, "untimed runs first (default 3)")
+      ->check(CLI::Range(0, 1000000));
+  cmd->add_option("-i,--input", options->inputs, "NAME=FILE.npy (default: seeded random inputs)");
+  cmd->add_option("--shape", options->shapes, "NAME=DIMS for random inputs with symbolic dims (default 1)");
+  cmd->add_option("--json", options->json, "write the profile as JSON (fields in docs/PROFILER.md)");
+  cmd->add_option("--html", options->html,
+                  "write a self-contained HTML report (roofline chart, time bars, table)");
+  cmd->add_option(
+      "--cache", options->cache,
+      "machine ceilings cache (default: $TESSERA_MACHINE_CACHE, else ~/.cache/tessera/machine.json)");
+  cmd->add_flag("--refresh", options->refresh, "measure the machine ceilings again");
+  cmd->callback([options] {
+    Graph graph = load_onnx_model(options->model);
+    auto inputs = read_named_inputs(options->inputs);
+    std::map<std::string, Shape> given = parse_named_shapes(options->shapes);
+    for (const auto& [name, t] : inputs) given[name] = t.shape();
+    auto shapes = default_input_shapes(graph, given);
+    std::mt19937 rng(42);
+    for (int id : graph.inputs) {
+      const Value& v = graph.values[size_t(id)];
+      if (!inputs.count(v.name)) inputs[v.name] = seeded_input(v.dtype, shapes[v.name], rng);
+    }
+    // Ceilings before the session exists, so the measurement has the cores to itself.
+    const std::string cache =
+        options->cache.empty() ? analysis::default_machine_cache_path() : options->cache;
+    if (options->refresh || !analysis::load_cached_ceilings(cache, 0))
+      std::cerr << "measuring machine ceilings (a few seconds; cached in " << cache << ")\n";
+    analysis::MachineCeilings ceilings = analysis::machine_ceilings(cache, 0, options->refresh);
+
+    Session session(std::move(graph), SessionOptions{options->threads});
+    session.prepare(shapes);
+    analysis::ProfileOptions profile_options;
+    profile_options.warmup = options->warmup;
+    profile_options.iterations = options->iters;
+    analysis::ModelProfile profile = analysis::profile_session(session, inputs, profile_options, ceilings);
+    profile.model = options->model;
+    std::cout << analysis::profile_to_table(profile);
+    if (!options->json.empty()) {
+      analysis::write_text_file(options->json, analysis::profile_to_json(profile) + "\n");
+      std::cout << "json: " << options->json << "\n";
+    }
+    if (!options->html.empty()) {
+      analysis::write_text_file(options->html, analysis::profile_to_html(profile));
+      std::cout << "html: " << options->html << "\n";
+    }
+  });
+}
+
+}  // namespace tessera::cli

@@ -216,6 +216,29 @@ TEST(ConvOp, LargerTiledProblem) {
   check_conv({.x = {1, 48, 20, 20}, .w = {48, 1, 3, 3}, .pads = {1, 1, 1, 1}, .group = 48}, 25);
 }
 
+// The paths whose work is split over the (2-thread) harness pool, on every ISA: pixel-major
+// planes (<= 100 pixels: input transpose by channels, GEMM grid, output transpose by channels)
+// with groups, batch, residual and relu; im2col tiles whose count is evened out for the threads
+// (odd row counts, tiles that differ by one row).
+TEST(ConvOp, ThreadSplitsOnEveryIsa) {
+  const primitives::Isa original = primitives::active_isa();
+  for (primitives::Isa isa :
+       {primitives::Isa::scalar, primitives::Isa::avx2, primitives::Isa::avx512}) {
+    if (primitives::set_isa(isa) != isa) continue;  // not supported by this CPU
+    SCOPED_TRACE(primitives::isa_name(isa));
+    check_conv({.x = {2, 36, 7, 7}, .w = {52, 18, 1, 1}, .group = 2, .relu = true, .residual = true}, 40);
+    check_conv({.x = {1, 19, 9, 11}, .w = {33, 19, 1, 1}, .relu = true, .residual = true}, 41);
+    check_conv({.x = {1, 21, 13, 15}, .w = {35, 21, 3, 3}, .strides = {2, 2}, .pads = {1, 1, 1, 1},
+                .relu = true, .residual = true}, 42);
+    check_conv({.x = {2, 10, 9, 9}, .w = {12, 5, 3, 3}, .pads = {1, 1, 1, 1}, .group = 2}, 43);
+    check_conv({.x = {1, 40, 29, 27}, .w = {37, 40, 3, 3}, .pads = {1, 1, 1, 1}, .relu = true,
+                .residual = true}, 44);
+    check_conv({.x = {1, 3, 45, 41}, .w = {17, 3, 7, 7}, .strides = {2, 2}, .pads = {3, 3, 3, 3}}, 45);
+    check_conv({.x = {3, 24, 23, 19}, .w = {30, 24, 3, 3}, .strides = {2, 1}, .pads = {1, 1, 1, 1}}, 46);
+  }
+  primitives::set_isa(original);
+}
+
 TEST(ConvOp, DepthwiseOnEveryIsa) {
   const primitives::Isa original = primitives::active_isa();
   for (primitives::Isa isa :

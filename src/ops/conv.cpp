@@ -241,30 +241,37 @@ class ConvKernel : public Kernel {
     const int64_t ksize = d_.geometry.kernel_size();
     const int64_t multiplier = d_.out_per_group();  // output channels per input channel
     const int64_t planes = d_.batch * d_.out_channels;
-    const bool has_activation = d_.activation.kind != primitives::UnaryKind::identity;
+    // Residual and clamp-like activations (Relu, Clip) are applied in the kernel's store; other
+    // activations run after it, on the plane while it is still in cache.
+    DepthwiseEpilogue epilogue;
+    const bool has_activation = !depthwise_epilogue_for(d_.activation, &epilogue);
     pool.parallel_for(planes, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t n = p / d_.out_channels, co = p % d_.out_channels;
         const int64_t ci = co / multiplier;
         float* out = y + p * out_plane;
-        depthwise_plane_f32(depthwise_shape_, x + (n * d_.in_channels + ci) * in_plane,
-                            w + co * ksize, bias ? bias[co] : 0.f, out);
-        if (residual)
-          primitives::binary_f32(primitives::BinaryKind::add, 1, out_plane, out, 0, 1,
-                                 residual + p * out_plane, 0, 1, out, 0);
+        DepthwiseEpilogue plane_epilogue = epilogue;
+        plane_epilogue.residual = residual ? residual + p * out_plane : nullptr;
+        depthwise_plane_fused_f32(depthwise_shape_, x + (n * d_.in_channels + ci) * in_plane,
+                                  w + co * ksize, bias ? bias[co] : 0.f, plane_epilogue, out);
         if (has_activation) primitives::unary_f32(d_.activation, out_plane, out, out);
       }
     });
   }
 
-  // Writes im2col rows for output rows [r0, r1) (a row is one (od, oh) pair): column layout is
-  // col[(ci, kd, kh, kw), (r - r0) * W_out + ow] with row length `columns`.
+  // Writes im2col rows for output rows [r0, r1) (a row is one (od, oh) pair) and input channels
+  // [c0, c1): column layout is col[(ci - c0, kd, kh, kw), (r - r0) * W_out + ow] with row length
+  // `columns`.
   void im2col_tile(const float* x_group, int64_t r0, int64_t r1, float* col) const {
+    im2col_channels(x_group, 0, d_.in_per_group(), r0, r1, col);
+  }
+  void im2col_channels(const float* x_group, int64_t c0, int64_t c1, int64_t r0, int64_t r1,
+                       float* col) const {
     const SpatialGeometry& g = d_.geometry;
     const int64_t out_w = g.output[2], columns = (r1 - r0) * out_w;
     const int64_t in_plane = g.input_size();
     int64_t row = 0;
-    for (int64_t ci = 0; ci < d_.in_per_group(); ++ci) {
+    for (int64_t ci = c0; ci < c1; ++ci) {
       const float* plane = x_group + ci * in_plane;
       for (int64_t kd = 0; kd < g.kernel[0]; ++kd)
         for (int64_t kh = 0; kh < g.kernel[1]; ++kh)
@@ -301,22 +308,24 @@ class ConvKernel : public Kernel {
     const int64_t out_plane = g.output_size(), in_plane = g.input_size();
     const int64_t k = d_.gemm_k(), cin = d_.in_per_group(), cout = d_.out_per_group();
     const int64_t images = d_.batch * d_.groups;
-    int64_t tile_rows = tile_rows_;
     // Prefer independent tiles (im2col and GEMM both parallel) when each thread still gets a
     // GEMM wide enough for the microkernel; otherwise one GEMM at a time over the whole pool.
     const int64_t threads = pool.size();
     const int64_t rows_per_thread = (images * rows + threads - 1) / threads;
     bool tile_parallel = threads > 1 && rows_per_thread * out_w >= kMinColumnsPerThreadTile;
-    if (tile_parallel && images * ((rows + tile_rows - 1) / tile_rows) < threads)
-      tile_rows = std::max<int64_t>(1, (rows * images + threads - 1) / threads);
-    const int64_t tiles_per_image = (rows + tile_rows - 1) / tile_rows;
+    int64_t tiles_per_image = (rows + tile_rows_ - 1) / tile_rows_;
+    // Tiles are handed out in contiguous chunks, so their count must divide evenly among the
+    // threads (7 tiles on 2 threads run 4 against 3); rows are spread so tiles differ by at most one.
+    if (tile_parallel)
+      while ((images * tiles_per_image) % threads != 0 && tiles_per_image < rows) ++tiles_per_image;
     const int64_t tasks = images * tiles_per_image;
     if (tasks < threads) tile_parallel = false;
+    const int64_t tile_rows = (rows + tiles_per_image - 1) / tiles_per_image;  // the largest tile
 
     auto do_tile = [&](int64_t task, float* col, ThreadPool* gemm_pool) {
       const int64_t image = task / tiles_per_image, tile = task % tiles_per_image;
       const int64_t n = image / d_.groups, grp = image % d_.groups;
-      const int64_t r0 = tile * tile_rows, r1 = std::min(rows, r0 + tile_rows);
+      const int64_t r0 = tile * rows / tiles_per_image, r1 = (tile + 1) * rows / tiles_per_image;
       const int64_t columns = (r1 - r0) * out_w;
       im2col_tile(x + (n * d_.in_channels + grp * cin) * in_plane, r0, r1, col);
       const int64_t out_offset = (n * d_.out_channels + grp * cout) * out_plane + r0 * out_w;
@@ -326,67 +335,63 @@ class ConvKernel : public Kernel {
     };
     const size_t buffer_floats = size_t(k * tile_rows * out_w);
     if (tile_parallel) {
+      // Per-thread grow-only buffers: a fresh vector would be zeroed and faulted in every run.
       pool.parallel_for(tasks, [&](int64_t begin, int64_t end) {
-        std::vector<float> col(buffer_floats);
-        for (int64_t t = begin; t < end; ++t) do_tile(t, col.data(), nullptr);
+        float* col = scratch(column_scratch, buffer_floats);
+        for (int64_t t = begin; t < end; ++t) do_tile(t, col, nullptr);
       });
     } else {
-      std::vector<float> col(buffer_floats);
-      for (int64_t t = 0; t < tasks; ++t) do_tile(t, col.data(), &pool);
+      float* col = scratch(column_scratch, buffer_floats);
+      for (int64_t t = 0; t < tasks; ++t) do_tile(t, col, &pool);
     }
   }
 
   // Y^T[pixels x C_out] = X^T[pixels x K] * W^T[K x C_out]: the constant weights are the packed B
   // operand. The input columns (the image itself for 1x1, else im2col rows) are transposed into
   // A, and the product is transposed back into the NCHW planes, then residual and activation.
+  // Each of the three steps is split over the whole pool (input channels, the GEMM's own grid,
+  // output channels): these planes are small, so splitting by pixels would leave a thread
+  // idle (7 rows do not halve) and run the transposes on one thread.
   void run_pixel_major(const float* x, const float* bias, const float* residual, float* y,
                        ThreadPool& pool) const {
     const SpatialGeometry& g = d_.geometry;
-    const int64_t rows = g.output[0] * g.output[1], out_w = g.output[2];
-    const int64_t out_plane = g.output_size(), in_plane = g.input_size();
+    const int64_t rows = g.output[0] * g.output[1];
+    const int64_t pixels = g.output_size(), in_plane = g.input_size();
     const int64_t k = d_.gemm_k(), cin = d_.in_per_group(), cout = d_.out_per_group();
+    const int64_t taps = g.kernel_size();
     const int64_t ldk = padded_row_stride(k), ldy = padded_row_stride(cout);
     const bool pointwise = algorithm_ == ConvAlgorithm::pointwise;
-    const int64_t tile_rows = pointwise ? rows : tile_rows_;
-    const int64_t tiles_per_image = (rows + tile_rows - 1) / tile_rows;
-    const int64_t tasks = d_.batch * d_.groups * tiles_per_image;
     const bool has_activation = d_.activation.kind != primitives::UnaryKind::identity;
-    auto do_tile = [&](int64_t task, ThreadPool* gemm_pool) {
-      const int64_t image = task / tiles_per_image, tile = task % tiles_per_image;
+    // The calling thread's buffers, shared with the workers for the duration of this call.
+    float* a = scratch(transposed_scratch, size_t(pixels * ldk));
+    float* product = scratch(product_scratch, size_t(pixels * ldy));
+    // Enough channels per chunk that a chunk is worth a wake-up.
+    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, pixels * taps));
+    for (int64_t image = 0; image < d_.batch * d_.groups; ++image) {
       const int64_t n = image / d_.groups, grp = image % d_.groups;
-      const int64_t r0 = tile * tile_rows, r1 = std::min(rows, r0 + tile_rows);
-      const int64_t columns = (r1 - r0) * out_w;
       const float* x_group = x + (n * d_.in_channels + grp * cin) * in_plane;
-      const float* col = x_group + r0 * out_w;  // 1x1: the input rows are the columns
-      int64_t ld_col = in_plane;
-      if (!pointwise) {
-        float* buffer = scratch(column_scratch, size_t(k * columns));
-        im2col_tile(x_group, r0, r1, buffer);
-        col = buffer;
-        ld_col = columns;
-      }
-      float* a = scratch(transposed_scratch, size_t(columns * ldk));
-      float* product = scratch(product_scratch, size_t(columns * ldy));
-      primitives::transpose_2d(k, columns, col, ld_col, a, ldk, sizeof(float));
+      pool.parallel_for(cin, [&](int64_t c0, int64_t c1) {
+        if (pointwise) {  // 1x1: the input rows are the columns
+          primitives::transpose_2d(c1 - c0, pixels, x_group + c0 * in_plane, in_plane, a + c0, ldk,
+                                   sizeof(float));
+          return;
+        }
+        float* col = scratch(column_scratch, size_t((c1 - c0) * taps * pixels));
+        im2col_channels(x_group, c0, c1, 0, rows, col);
+        primitives::transpose_2d((c1 - c0) * taps, pixels, col, pixels, a + c0 * taps, ldk, sizeof(float));
+      }, grain);
       GemmEpilogue e;
       e.bias_per_column = bias ? bias + grp * cout : nullptr;
-      primitives::gemm_packed_f32(columns, a, ldk, packed_weights_[size_t(grp)], product, ldy, e, gemm_pool);
-      const int64_t offset = (n * d_.out_channels + grp * cout) * out_plane + r0 * out_w;
-      float* out = y + offset;
-      primitives::transpose_2d(columns, cout, product, ldy, out, out_plane, sizeof(float));
-      if (residual)
-        primitives::binary_f32(primitives::BinaryKind::add, cout, columns, out, out_plane, 1,
-                               residual + offset, out_plane, 1, out, out_plane);
-      if (has_activation)
-        for (int64_t c = 0; c < cout; ++c)
-          primitives::unary_f32(d_.activation, columns, out + c * out_plane, out + c * out_plane);
-    };
-    if (tasks >= pool.size() && pool.size() > 1) {
-      pool.parallel_for(tasks, [&](int64_t begin, int64_t end) {
-        for (int64_t t = begin; t < end; ++t) do_tile(t, nullptr);
-      });
-    } else {
-      for (int64_t t = 0; t < tasks; ++t) do_tile(t, &pool);
+      primitives::gemm_packed_f32(pixels, a, ldk, packed_weights_[size_t(grp)], product, ldy, e, &pool);
+      const int64_t offset = (n * d_.out_channels + grp * cout) * pixels;
+      pool.parallel_for(cout, [&](int64_t c0, int64_t c1) {
+        float* out = y + offset + c0 * pixels;
+        primitives::transpose_2d(pixels, c1 - c0, product + c0, ldy, out, pixels, sizeof(float));
+        if (residual)
+          primitives::binary_f32(primitives::BinaryKind::add, c1 - c0, pixels, out, pixels, 1,
+                                 residual + offset + c0 * pixels, pixels, 1, out, pixels);
+        if (has_activation) primitives::unary_f32(d_.activation, (c1 - c0) * pixels, out, out);
+      }, grain);
     }
   }
 

@@ -1,10 +1,24 @@
-// Body of the depthwise plane kernel, included by one .cpp per ISA with DEPTHWISE_NAMESPACE set.
+// Body of the depthwise plane kernel, included by one .cpp per ISA with DEPTHWISE_NAMESPACE set:
+// 2-D planes take the flat phase-buffer path, anything else (3-D, wide rows) the row kernels.
 // Uses no inline library templates, so the per-ISA copies cannot leak into each other at link time.
+#include <immintrin.h>
+
 #include "ops/conv_depthwise.h"
+
+// 64-byte vectors in the helpers change the ABI without AVX-512; they are all inlined into this
+// file's own entry points, so the warning does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+// GCC 12 reports the _mm512_undefined_* placeholders inside its own intrinsic headers as
+// "may be used uninitialized" once they are inlined here; false positives.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace tessera::DEPTHWISE_NAMESPACE {
 
 namespace {
+
+#include "ops/conv_depthwise_flat.h"
+#include "ops/conv_depthwise_3x3.h"
 
 // One tap row: out[ow] += w * in_row[ow * stride + tap] for ow in [lo, hi).
 inline void accumulate_tap(float* __restrict out, const float* __restrict in_row, float w,
@@ -105,10 +119,9 @@ inline void row_3x3(float* __restrict out, const float* rows_in[3], const float*
   }
 }
 
-}  // namespace
-
-void plane(const DepthwisePlaneShape& s, const float* input, const float* weights, float bias,
-           float* output) {
+// The row-by-row kernels: any 1-D/2-D/3-D window, used where the flat path does not apply.
+void rows_plane(const DepthwisePlaneShape& s, const float* input, const float* weights, float bias,
+                float* output) {
   const int64_t out_w = s.output[2], in_w = s.input[2];
   const bool three_taps = s.kernel[2] == 3 && s.stride[2] == 1 && s.dilation[2] == 1;
   // The common MobileNet case: 2-D 3x3, dilation 1, stride 1 or 2 (same in both dims).
@@ -159,6 +172,25 @@ void plane(const DepthwisePlaneShape& s, const float* input, const float* weight
       }
     }
   }
+}
+
+}  // namespace
+
+void plane_fused(const DepthwisePlaneShape& s, const float* input, const float* weights, float bias,
+                 const DepthwiseEpilogue& e, float* output) {
+  if (special_3x3(s, input, weights, bias, e, output)) return;
+  FlatPlan plan;
+  if (make_flat_plan(s, &plan)) return flat_plane(plan, input, weights, bias, e, output);
+  rows_plane(s, input, weights, bias, output);
+  if (!e.residual && !e.clamp) return;
+  const int64_t size = s.output[0] * s.output[1] * s.output[2];
+  for (int64_t i = 0; i < size; ++i)
+    output[i] = clamp_scalar(output[i] + (e.residual ? e.residual[i] : 0.f), e);
+}
+
+void plane(const DepthwisePlaneShape& s, const float* input, const float* weights, float bias,
+           float* output) {
+  plane_fused(s, input, weights, bias, DepthwiseEpilogue{}, output);
 }
 
 }  // namespace tessera::DEPTHWISE_NAMESPACE

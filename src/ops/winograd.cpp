@@ -122,8 +122,12 @@ WinogradConvolution::WinogradConvolution(const WinogradProblem& problem, Winogra
   if (threads > 1 && (tiles_h_ + rows - 1) / rows < bands_wanted)
     rows = std::max<int64_t>(1, (tiles_h_ + bands_wanted - 1) / bands_wanted);
   bands_ = (tiles_h_ + rows - 1) / rows;
-  band_tile_rows_ = (tiles_h_ + bands_ - 1) / bands_;  // even bands, no sliver at the end
-  bands_ = (tiles_h_ + band_tile_rows_ - 1) / band_tile_rows_;
+  // Bands go to the threads in contiguous chunks, so their count must divide evenly among them
+  // (5 bands on 2 threads run 3 against 2); band_start() spreads the rows so that bands differ by
+  // at most one tile row.
+  if (threads > 1)
+    while ((p_.batch * bands_) % threads != 0 && bands_ < tiles_h_) ++bands_;
+  band_tile_rows_ = (tiles_h_ + bands_ - 1) / bands_;  // the tallest band
 }
 
 double WinogradConvolution::gemm_flops() const {
@@ -133,7 +137,7 @@ double WinogradConvolution::gemm_flops() const {
 
 void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, const float* bias, float* y,
                                    ThreadPool* gemm_pool) const {
-  const int64_t tr0 = band * band_tile_rows_, tr1 = std::min(tiles_h_, tr0 + band_tile_rows_);
+  const int64_t tr0 = band_start(band), tr1 = band_start(band + 1);
   const int64_t band_rows = tr1 - tr0, tiles = band_rows * tiles_w_;
   const int64_t max_tiles = band_tile_rows_ * tiles_w_;
   const int64_t in_rows = band_rows * tile_ + 2, in_cols = tiles_w_ * tile_ + 2;
@@ -226,8 +230,8 @@ void WinogradConvolution::run(const float* x, const float* bias, const float* re
   // rows are contiguous in NCHW.
   auto finish_band = [&](int64_t image, int64_t band) {
     if (!residual && !has_activation) return;
-    const int64_t oh0 = band * band_tile_rows_ * tile_;
-    const int64_t oh1 = std::min(p_.out_h, oh0 + band_tile_rows_ * tile_);
+    const int64_t oh0 = band_start(band) * tile_;
+    const int64_t oh1 = std::min(p_.out_h, band_start(band + 1) * tile_);
     const int64_t count = (oh1 - oh0) * p_.out_w;
     const int64_t offset = image * p_.out_channels * out_plane + oh0 * p_.out_w;
     if (residual)

@@ -79,6 +79,8 @@ class WinogradConvolution {
   WinogradProblem p_;
   WinogradVariant variant_;
   int64_t tile_ = 0, alpha_ = 0, points_ = 0;
+  // The first tile row of a band (band_start(bands_) == tiles_h_).
+  int64_t band_start(int64_t band) const { return band * tiles_h_ / bands_; }
   int64_t tiles_h_ = 0, tiles_w_ = 0, band_tile_rows_ = 1, bands_ = 1;
   int64_t cin_padded_ = 0, cout_padded_ = 0, ldv_ = 0, ldm_ = 0;
   std::vector<primitives::PackedB> transformed_weights_;  // one per transform point

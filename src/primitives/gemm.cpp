@@ -30,6 +30,9 @@ constexpr int64_t kNBlockTiles = 8;
 // Output tiles per task from which A is packed even when its rows would be read fine in place
 // (see should_pack_a).
 constexpr int64_t kPackMinTiles = 32;
+// Below this many flops (a few microseconds of work) a GEMM runs on the calling thread: waking a
+// sleeping worker costs about as much.
+constexpr double kMinParallelFlops = 256 * 1024;
 
 std::shared_ptr<float> allocate_floats(size_t count) {
   size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
@@ -70,12 +73,44 @@ struct GemmProblem {
   int64_t lda = 0;
   bool trans_a = false;
   float alpha = 1.f;
-  const PackedB* B = nullptr;
+  // B is either packed at plan time, or given raw (K x N row-major, or N x K when trans_b) and
+  // then packed at run time by each task for its own columns only, so packing runs in parallel.
+  const PackedB* packed_b = nullptr;
+  const float* raw_b = nullptr;
+  int64_t ldb = 0;
+  bool trans_b = false;
   float* C = nullptr;
   int64_t ldc = 0;
   float beta = 0.f;
   const GemmEpilogue* epilogue = nullptr;
 };
+
+thread_local ScratchBuffer packed_b_scratch;
+
+// Packs columns [n0, n0 + width) of the raw B into panels of kPanelWidth (zero padded past
+// width), the layout PackedB has; returns the panel stride.
+int64_t pack_b_columns(const GemmProblem& p, int64_t n0, int64_t width, float* out) {
+  const int64_t K = p.K, stride = K * kPanelWidth;
+  const int64_t panels = (width + kPanelWidth - 1) / kPanelWidth;
+  for (int64_t panel = 0; panel < panels; ++panel) {
+    const int64_t c0 = n0 + panel * kPanelWidth;
+    const int64_t w = std::min(kPanelWidth, n0 + width - c0);
+    float* dst = out + panel * stride;
+    if (!p.trans_b) {
+      for (int64_t k = 0; k < K; ++k) {
+        float* row = dst + k * kPanelWidth;
+        std::memcpy(row, p.raw_b + k * p.ldb + c0, size_t(w) * sizeof(float));
+        if (w < kPanelWidth) std::memset(row + w, 0, size_t(kPanelWidth - w) * sizeof(float));
+      }
+    } else {
+      if (w < kPanelWidth)
+        for (int64_t k = 0; k < K; ++k)
+          std::memset(dst + k * kPanelWidth + w, 0, size_t(kPanelWidth - w) * sizeof(float));
+      transpose_2d(w, K, p.raw_b + c0 * p.ldb, p.ldb, dst, kPanelWidth, sizeof(float));
+    }
+  }
+  return stride;
+}
 
 // Whether to pack A blocks or let the kernel broadcast from A in place. Packing costs ~0.35
 // cycles per element (an in-register transpose); the kernel spends 2 * n_tiles * nr / 64
@@ -95,68 +130,56 @@ bool should_pack_a(const GemmProblem& p, int64_t mr, int64_t n_tiles_per_task) {
   return worst > 4;
 }
 
-void run_gemm(const GemmProblem& p, ThreadPool* pool) {
-  if (p.M <= 0 || p.N <= 0) return;
-  const GemmKernel& kernel = detail::gemm_kernel(active_isa());
-  const PackedB& B = *p.B;
-  if (B.panel_width() % kernel.vector_floats != 0 ||
-      (kernel.nr > B.panel_width() && kernel.vector_floats != B.panel_width())) {
-    throw std::invalid_argument("gemm: PackedB panel width does not fit the active kernel");
-  }
+// One thread's share of C: rows [m_begin, m_end) x columns [n_begin, n_end), computed with
+// cache blocking over K, M (A blocks of up to kBlockMTiles tiles) and N.
+void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, int64_t m_end,
+               int64_t n_begin, int64_t n_end, int64_t kc) {
+  if (m_begin >= m_end || n_begin >= n_end) return;
   const int64_t mr = kernel.mr, nr = kernel.nr;
-  // Vector v of a tile lies in the next panel when a vector is a whole panel, else beside it.
-  const int64_t b_vector_offset =
-      kernel.vector_floats == B.panel_width() ? B.panel_stride() : kernel.vector_floats;
-
-  // Even K blocks, so the last one is not a sliver.
-  const int64_t k_blocks = std::max<int64_t>(1, (p.K + kMaxBlockK - 1) / kMaxBlockK);
-  const int64_t kc = std::max<int64_t>(1, (p.K + k_blocks - 1) / k_blocks);
-
-  const int threads = pool ? pool->size() : 1;
-  const int64_t n_tiles = (p.N + nr - 1) / nr;
-  // Rows per A block: at most kBlockMTiles tiles, or fewer so that every thread gets about
-  // two tasks; then evened out so the last block is not a sliver.
-  int64_t mc = mr * kBlockMTiles;
-  const int64_t wanted_tasks = threads > 1 ? 2 * int64_t(threads) : 1;
-  if (threads > 1 && (p.M + mc - 1) / mc < wanted_tasks) {
-    mc = std::max<int64_t>(mr, ((p.M + wanted_tasks - 1) / wanted_tasks + mr - 1) / mr * mr);
+  // B for this range: the plan-time panels, or this range's columns packed now.
+  const float* b_data;
+  int64_t panel_stride, b_origin;  // b_origin: the column that panel 0 starts at
+  if (p.packed_b) {
+    b_data = p.packed_b->panel(0);
+    panel_stride = p.packed_b->panel_stride();
+    b_origin = 0;
+  } else {
+    const int64_t width = n_end - n_begin;
+    const int64_t panels = (width + kPanelWidth - 1) / kPanelWidth;
+    float* buffer = packed_b_scratch.get(size_t(std::max<int64_t>(1, panels * p.K * kPanelWidth)));
+    panel_stride = pack_b_columns(p, n_begin, width, buffer);
+    b_data = buffer;
+    b_origin = n_begin;
   }
-  int64_t m_blocks = (p.M + mc - 1) / mc;
-  mc = ((p.M + m_blocks - 1) / m_blocks + mr - 1) / mr * mr;
-  m_blocks = (p.M + mc - 1) / mc;
-  // Too few row blocks (short M, e.g. a batch-1 FC layer): split N too. Each N split packs
-  // its own copy of A, so this is the second choice.
-  int64_t n_splits = 1;
-  if (m_blocks < wanted_tasks) n_splits = std::min(n_tiles, (wanted_tasks + m_blocks - 1) / m_blocks);
-  const bool pack_a = should_pack_a(p, mr, (n_tiles + n_splits - 1) / n_splits);
+  // Vector v of a tile lies in the next panel when a vector is a whole panel, else beside it.
+  const int64_t b_vector_offset = kernel.vector_floats == kPanelWidth ? panel_stride : kernel.vector_floats;
 
-  auto run_task = [&](int64_t task) {
-    const int64_t mb = task / n_splits, ns = task % n_splits;
-    const int64_t m_begin = mb * mc, m_end = std::min(p.M, m_begin + mc);
-    const int64_t n_begin = ns * n_tiles / n_splits * nr;
-    const int64_t n_end = std::min(p.N, (ns + 1) * n_tiles / n_splits * nr);
-    if (n_begin >= n_end) return;
-    const int64_t rows = m_end - m_begin;
-    float* packed_a = pack_a ? packed_a_scratch.get(size_t((rows + mr - 1) / mr * mr * kc)) : nullptr;
+  const int64_t m_tiles = (m_end - m_begin + mr - 1) / mr;
+  const int64_t m_blocks = (m_tiles + kBlockMTiles - 1) / kBlockMTiles;
+  const int64_t mc = (m_tiles + m_blocks - 1) / m_blocks * mr;  // even blocks, no sliver
+  const bool pack_a = should_pack_a(p, mr, (n_end - n_begin + nr - 1) / nr);
+  float* packed_a = pack_a ? packed_a_scratch.get(size_t(mc * kc)) : nullptr;
 
-    const float* a_pointer = nullptr;
-    const float* b_pointer = nullptr;
-    GemmTileArgs args;
-    args.a_packed = pack_a;
-    args.a_row_stride = p.lda;
-    args.a_batch = &a_pointer;
-    args.b_batch = &b_pointer;
-    args.b_padded = true;
-    args.b_row_stride = B.panel_width();
-    args.b_vector_offset = b_vector_offset;
-    args.ldc = p.ldc;
+  const float* a_pointer = nullptr;
+  const float* b_pointer = nullptr;
+  GemmTileArgs args;
+  args.a_packed = pack_a;
+  args.a_row_stride = p.lda;
+  args.a_batch = &a_pointer;
+  args.b_batch = &b_pointer;
+  args.b_padded = true;
+  args.b_row_stride = kPanelWidth;
+  args.b_vector_offset = b_vector_offset;
+  args.ldc = p.ldc;
 
+  for (int64_t mb = m_begin; mb < m_end; mb += mc) {
+    const int64_t mb_end = std::min(m_end, mb + mc);
     int64_t k0 = 0;
     do {  // at least once: K == 0 still stores beta * C plus the epilogue
       const int64_t depth = std::min(kc, p.K - k0);
       if (depth > 0 && pack_a) {
-        const float* origin = p.trans_a ? p.A + k0 * p.lda + m_begin : p.A + m_begin * p.lda + k0;
-        kernel.pack_a(origin, p.lda, p.trans_a, rows, depth, p.alpha, packed_a);
+        const float* origin = p.trans_a ? p.A + k0 * p.lda + mb : p.A + mb * p.lda + k0;
+        kernel.pack_a(origin, p.lda, p.trans_a, mb_end - mb, depth, p.alpha, packed_a);
       }
       args.k = depth;
       args.beta = k0 == 0 ? p.beta : 1.f;
@@ -165,14 +188,16 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
       // the block in turn (from L2).
       for (int64_t nb = n_begin; nb < n_end; nb += kNBlockTiles * nr) {
         const int64_t nb_end = std::min(n_end, nb + kNBlockTiles * nr);
-        for (int64_t m0 = m_begin; m0 < m_end; m0 += mr) {
-          args.rows = int(std::min(mr, m_end - m0));
+        for (int64_t m0 = mb; m0 < mb_end; m0 += mr) {
+          args.rows = int(std::min(mr, mb_end - m0));
           args.row0 = m0;
-          a_pointer = pack_a ? packed_a + (m0 - m_begin) * depth : p.A + m0 * p.lda + k0;
+          a_pointer = pack_a ? packed_a + (m0 - mb) * depth : p.A + m0 * p.lda + k0;
           for (int64_t n0 = nb; n0 < nb_end; n0 += nr) {
-            args.cols = int(std::min(nr, p.N - n0));
+            args.cols = int(std::min(nr, n_end - n0));
             args.col0 = n0;
-            b_pointer = B.panel(n0 / B.panel_width()) + k0 * B.panel_width() + n0 % B.panel_width();
+            const int64_t local = n0 - b_origin;
+            b_pointer =
+                b_data + (local / kPanelWidth) * panel_stride + k0 * kPanelWidth + local % kPanelWidth;
             args.c = p.C + m0 * p.ldc + n0;
             kernel.tile(args);
           }
@@ -180,16 +205,60 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
       }
       k0 += depth;
     } while (k0 < p.K);
-  };
-
-  const int64_t tasks = m_blocks * n_splits;
-  if (threads > 1 && tasks > 1) {
-    pool->parallel_for(tasks, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) run_task(t);
-    });
-  } else {
-    for (int64_t t = 0; t < tasks; ++t) run_task(t);
   }
+}
+
+// Splits C over the threads as a grid of tm row ranges x tn column ranges (tm * tn = threads),
+// in whole register tiles, picking the grid whose busiest thread has the least work: tiles x
+// (K + store cost), plus packing its B columns when B is packed at run time. With 2 threads
+// a 64-row output split by rows gives 3 and 2 tiles (60/40), by columns 50/50; and splitting
+// columns lets each thread pack only its own part of B.
+void run_gemm(const GemmProblem& p, ThreadPool* pool) {
+  if (p.M <= 0 || p.N <= 0) return;
+  const GemmKernel& kernel = detail::gemm_kernel(active_isa());
+  if (kPanelWidth % kernel.vector_floats != 0 ||
+      (kernel.nr > kPanelWidth && kernel.vector_floats != kPanelWidth) ||
+      (p.packed_b && p.packed_b->panel_width() != kPanelWidth)) {
+    throw std::invalid_argument("gemm: PackedB panel width does not fit the active kernel");
+  }
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  // Even K blocks, so the last one is not a sliver.
+  const int64_t k_blocks = std::max<int64_t>(1, (p.K + kMaxBlockK - 1) / kMaxBlockK);
+  const int64_t kc = std::max<int64_t>(1, (p.K + k_blocks - 1) / k_blocks);
+  const int64_t m_tiles = (p.M + mr - 1) / mr, n_tiles = (p.N + nr - 1) / nr;
+
+  int threads = pool ? pool->size() : 1;
+  // Tiny products finish before a sleeping worker would wake up.
+  if (2.0 * double(p.M) * double(p.N) * double(p.K) < kMinParallelFlops || m_tiles * n_tiles < 2) threads = 1;
+  if (threads <= 1) {
+    run_range(p, kernel, 0, p.M, 0, p.N, kc);
+    return;
+  }
+  // Work units: one k step of a register tile; a tile's store costs about kStoreSteps of them and
+  // packing one nr-wide column strip of B about kPackStepsPerK per k.
+  constexpr double kStoreSteps = 4.0, kPackStepsPerK = 0.7;
+  int best_tm = threads;
+  double best_cost = 0;
+  for (int tm = 1; tm <= threads; ++tm) {
+    if (threads % tm != 0) continue;
+    const int tn = threads / tm;
+    const double rows = double((m_tiles + tm - 1) / tm), cols = double((n_tiles + tn - 1) / tn);
+    double cost = rows * cols * (double(p.K) + kStoreSteps);
+    if (!p.packed_b) cost += cols * double(p.K) * kPackStepsPerK;
+    if (best_cost == 0 || cost < best_cost * 0.999) {  // ties go to the column split (fewer tm)
+      best_cost = cost;
+      best_tm = tm;
+    }
+  }
+  const int tm = best_tm, tn = threads / best_tm;
+  pool->run_tasks(threads, [&](int task) {
+    const int64_t i = task / tn, j = task % tn;
+    const int64_t m_begin = std::min(p.M, i * m_tiles / tm * mr);
+    const int64_t m_end = std::min(p.M, (i + 1) * m_tiles / tm * mr);
+    const int64_t n_begin = std::min(p.N, j * n_tiles / tn * nr);
+    const int64_t n_end = std::min(p.N, (j + 1) * n_tiles / tn * nr);
+    run_range(p, kernel, m_begin, m_end, n_begin, n_end, kc);
+  });
 }
 
 // An epilogue that does nothing is dropped so kernels skip the per-store checks.
@@ -238,7 +307,7 @@ void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, f
   p.K = B.K();
   p.A = A;
   p.lda = lda;
-  p.B = &B;
+  p.packed_b = &B;
   p.C = C;
   p.ldc = ldc;
   GemmEpilogue local = epilogue;
@@ -258,7 +327,6 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   if (M <= 0 || N <= 0) return;
   // alpha == 0 means op(A) * op(B) is not read at all (BLAS convention: NaNs in A do not leak).
   const int64_t depth = alpha == 0.f ? 0 : std::max<int64_t>(K, 0);
-  PackedB packed(depth, N, B, ldb, trans_b);
   GemmProblem p;
   p.M = M;
   p.N = N;
@@ -267,7 +335,9 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   p.lda = lda;
   p.trans_a = trans_a;
   p.alpha = alpha;
-  p.B = &packed;
+  p.raw_b = B;
+  p.ldb = ldb;
+  p.trans_b = trans_b;
   p.C = C;
   p.ldc = ldc;
   p.beta = beta;

@@ -40,6 +40,23 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
   }
 }
 
+TEST(ThreadPool, ManySmallJobsBackToBack) {
+  // Jobs follow each other faster than workers go to sleep: every task of every job must run
+  // exactly once, and no task of an old job may run against a newer one.
+  for (int threads : {2, 3, 4}) {
+    ThreadPool pool(threads);
+    int64_t expected = 0;
+    std::atomic<int64_t> total{0};
+    for (int job = 0; job < 20000; ++job) {
+      int64_t n = 1 + job % 7;
+      expected += n * (job + 1);
+      pool.parallel_for(n, [&, job](int64_t b, int64_t e) { total += (e - b) * (job + 1); });
+      if (job % 5000 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let workers sleep
+    }
+    EXPECT_EQ(total.load(), expected) << threads << " threads";
+  }
+}
+
 TEST(ThreadPool, NestedCallsRunInline) {
   ThreadPool pool(3);
   std::atomic<int64_t> total{0};
@@ -88,6 +105,9 @@ TEST(Tensor, StridedViewCloneAndReshape) {
   EXPECT_THROW(t.reshaped({5}), Error);
   EXPECT_THROW(Tensor(DType::f32, {-1}), Error);
   EXPECT_THROW(Tensor(DType::f32, {int64_t(1) << 40, int64_t(1) << 40}), Error);
+  // Zero-size with huge other dims (found by the .npy fuzzer): no overflow, no allocation.
+  Tensor empty(DType::f32, {int64_t(1) << 40, 0, int64_t(1) << 40, int64_t(1) << 40});
+  EXPECT_EQ(empty.numel(), 0);
 }
 
 TEST(Tensor, CastsBetweenEveryDtype) {

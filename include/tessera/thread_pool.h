@@ -1,6 +1,8 @@
-// A fixed-size thread pool. Workers sleep on a condition variable when idle (no spinning);
-// parallel_for splits [0, n) into contiguous chunks, one per participating thread.
+// A fixed-size thread pool. Between jobs a worker spins briefly (tens of microseconds, so
+// back-to-back operators do not pay a sleep/wake each) and then sleeps on a condition variable:
+// an idle pool uses no CPU. parallel_for splits [0, n) into contiguous chunks.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -22,25 +24,33 @@ class ThreadPool {
   // Calls fn(begin, end) over disjoint chunks covering [0, n); the caller thread takes part.
   // Chunks are at least `grain` long. Nested calls run serially on the calling thread.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
-  // Calls fn(task_index) for task_index in [0, tasks) with one task per thread slot.
+  // Calls fn(task_index) for task_index in [0, tasks); tasks are claimed dynamically.
   void run_tasks(int tasks, const std::function<void(int)>& fn);
 
   static int hardware_threads();
 
  private:
-  void worker_loop(int worker_index);
+  void worker_loop();
+  // Claims and runs tasks of job `generation` until none is left (or a newer job started).
+  void run_claimed_tasks(uint32_t generation);
 
   int thread_count_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+  std::mutex mutex_;  // guards sleeping on the condition variables only
   std::condition_variable work_ready_;
   std::condition_variable work_done_;
-  const std::function<void(int)>* job_ = nullptr;
-  int job_tasks_ = 0;
-  int next_task_ = 0;
-  int tasks_finished_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  // The current job, written by the caller before it publishes the job's generation.
+  // Atomic because a late worker may read them while the next job is being set up (its claim
+  // then fails, so it never uses what it read).
+  std::atomic<const std::function<void(int)>*> job_{nullptr};
+  std::atomic<int> job_tasks_{0};
+  std::atomic<uint32_t> generation_{0};
+  // (generation << 32) | next task index: a claim succeeds only for the generation it names, so
+  // a late worker can never run a task of a newer job with a stale job pointer.
+  std::atomic<uint64_t> claim_state_{0};
+  std::atomic<int> tasks_finished_{0};
+  std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> stopping_{false};
   std::mutex run_mutex_;  // one parallel region at a time
 };
 

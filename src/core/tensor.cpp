@@ -36,7 +36,10 @@ Shape contiguous_strides(const Shape& shape) {
   int64_t stride = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = stride;
-    stride *= shape[i] > 0 ? shape[i] : 1;
+    // A zero-size tensor may have other dims whose product overflows; its strides are never
+    // used to address memory, so saturate instead of overflowing.
+    if (__builtin_mul_overflow(stride, shape[i] > 0 ? shape[i] : 1, &stride))
+      stride = std::numeric_limits<int64_t>::max();
   }
   return strides;
 }

@@ -1,13 +1,38 @@
-// Thread pool: workers block on a condition variable between jobs, so an idle pool uses no CPU.
+// Thread pool: jobs are published by a generation counter; tasks are claimed lock-free. Workers
+// spin for a short while after a job, then block on a condition variable (no idle CPU use).
 #include "tessera/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TESSERA_CPU_RELAX() _mm_pause()
+#else
+#define TESSERA_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace tessera {
 
 namespace {
 thread_local bool inside_parallel_region = false;
+// How long an idle worker (or a waiting caller) spins before it sleeps: long enough to cover the
+// gap between two operators of a model, short enough that an idle pool costs nothing.
+constexpr auto kSpinDuration = std::chrono::microseconds(50);
+// A task index no job reaches: claims fail while the caller sets up the next job.
+constexpr uint64_t kClaimsClosed = 0x7fffffffu;
+
+// Spins until done() or the spin budget runs out; true when done() became true.
+template <typename Predicate>
+bool spin_until(Predicate done) {
+  auto deadline = std::chrono::steady_clock::now() + kSpinDuration;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    TESSERA_CPU_RELAX();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return done();
+  }
 }
+}  // namespace
 
 int ThreadPool::hardware_threads() {
   unsigned n = std::thread::hardware_concurrency();
@@ -16,7 +41,7 @@ int ThreadPool::hardware_threads() {
 
 ThreadPool::ThreadPool(int threads) {
   thread_count_ = threads <= 0 ? hardware_threads() : threads;
-  for (int i = 1; i < thread_count_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < thread_count_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -28,23 +53,42 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::worker_loop(int) {
-  uint64_t seen_generation = 0;
-  std::unique_lock<std::mutex> lock(mutex_);
+void ThreadPool::run_claimed_tasks(uint32_t generation) {
+  uint64_t state = claim_state_.load();
   for (;;) {
-    work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
-    if (stopping_) return;
-    seen_generation = generation_;
-    while (next_task_ < job_tasks_) {
-      int task = next_task_++;
-      const auto* job = job_;
-      lock.unlock();
-      inside_parallel_region = true;
-      (*job)(task);
-      inside_parallel_region = false;
-      lock.lock();
-      if (++tasks_finished_ == job_tasks_) work_done_.notify_all();
+    if (uint32_t(state >> 32) != generation) return;  // a newer job: nothing of ours is left
+    // Read the job only now, and claim with a CAS on the state just read: the caller closes the
+    // claim state before it rewrites the job, so a successful claim proves these reads belong
+    // to `generation` (all accesses are sequentially consistent).
+    const std::function<void(int)>* job = job_.load();
+    const int tasks = job_tasks_.load();
+    uint32_t index = uint32_t(state);
+    if (index >= uint32_t(tasks)) return;
+    if (!claim_state_.compare_exchange_weak(state, state + 1)) continue;
+    inside_parallel_region = true;
+    (*job)(int(index));
+    inside_parallel_region = false;
+    if (tasks_finished_.fetch_add(1) + 1 == tasks) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      work_done_.notify_all();
     }
+    state = claim_state_.load();
+  }
+}
+
+void ThreadPool::worker_loop() {
+  uint32_t seen = 0;
+  for (;;) {
+    bool woke = spin_until([&] { return generation_.load() != seen || stopping_.load(); });
+    if (!woke) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ++sleeping_workers_;
+      work_ready_.wait(lock, [&] { return generation_.load() != seen || stopping_.load(); });
+      --sleeping_workers_;
+    }
+    if (stopping_.load()) return;
+    seen = generation_.load();
+    run_claimed_tasks(seen);
   }
 }
 
@@ -55,26 +99,24 @@ void ThreadPool::run_tasks(int tasks, const std::function<void(int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> run_lock(run_mutex_);
-  std::unique_lock<std::mutex> lock(mutex_);
+  uint32_t generation = generation_.load() + 1;
+  // Close claiming before the job is rewritten (a late worker of the last job may still try to
+  // claim), then open it for the new job.
+  claim_state_ = (uint64_t(generation) << 32) | kClaimsClosed;
   job_ = &fn;
   job_tasks_ = tasks;
-  next_task_ = 0;
   tasks_finished_ = 0;
-  ++generation_;
-  work_ready_.notify_all();
-  // The caller works too.
-  while (next_task_ < job_tasks_) {
-    int task = next_task_++;
-    lock.unlock();
-    inside_parallel_region = true;
-    fn(task);
-    inside_parallel_region = false;
-    lock.lock();
-    ++tasks_finished_;
+  claim_state_ = uint64_t(generation) << 32;
+  generation_ = generation;  // publishes the job (sequentially consistent with the sleeper count)
+  if (sleeping_workers_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    work_ready_.notify_all();
   }
-  work_done_.wait(lock, [&] { return tasks_finished_ == job_tasks_; });
-  job_ = nullptr;
-  job_tasks_ = 0;
+  run_claimed_tasks(generation);  // the caller works too
+  if (!spin_until([&] { return tasks_finished_.load() == tasks; })) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    work_done_.wait(lock, [&] { return tasks_finished_.load() == tasks; });
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,

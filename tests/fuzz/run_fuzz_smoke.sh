@@ -9,10 +9,16 @@ if [ -z "$CLANG" ]; then echo "clang++ not found (scripts/setup.sh installs it)"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src/include" -I"$src/src" -I"$build/generated")
 core=("$src/src/core/tensor.cpp" "$src/src/core/dtype.cpp")
-if [ ! -x "$out/fuzz_npy" ] || [ "$src/src/core/npy.cpp" -nt "$out/fuzz_npy" ]; then
+# Rebuilds a target when any of its sources (or this script) is newer than the binary.
+stale() { local bin="$1"; shift; [ ! -x "$bin" ] && return 0
+  for f in "$@" "$0"; do [ "$f" -nt "$bin" ] && return 0; done; return 1; }
+npy_sources=("$src/tests/fuzz/fuzz_npy.cpp" "$src/src/core/npy.cpp" "${core[@]}")
+loader_sources=("$src/tests/fuzz/fuzz_onnx_loader.cpp" "$src/src/frontend/onnx/onnx_loader.cpp"
+                "$src/src/graph/graph.cpp" "$build/generated/onnx/onnx.pb.cc" "${core[@]}")
+if stale "$out/fuzz_npy" "${npy_sources[@]}" "$src"/include/tessera/*.h; then
   "$CLANG" "${flags[@]}" "$src/tests/fuzz/fuzz_npy.cpp" "$src/src/core/npy.cpp" "${core[@]}" -o "$out/fuzz_npy"
 fi
-if [ ! -x "$out/fuzz_onnx_loader" ] || [ "$src/src/frontend/onnx/onnx_loader.cpp" -nt "$out/fuzz_onnx_loader" ]; then
+if stale "$out/fuzz_onnx_loader" "${loader_sources[@]}" "$src"/include/tessera/*.h; then
   "$CLANG" "${flags[@]}" "$src/tests/fuzz/fuzz_onnx_loader.cpp" "$src/src/frontend/onnx/onnx_loader.cpp" \
     "$src/src/graph/graph.cpp" "$build/generated/onnx/onnx.pb.cc" "${core[@]}" -lprotobuf -o "$out/fuzz_onnx_loader"
 fi
@@ -28,6 +34,18 @@ n=0
 for m in /usr/share/libonnx-testdata/data/node/test_{conv_with_strides_padding,relu,add_bcast,reshape_negative_dim,slice}/model.onnx; do
   [ -f "$m" ] && cp "$m" "$out/corpus_onnx/seed_$n.onnx" && n=$((n+1))
 done
-"$out/fuzz_npy" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=4096 "$out/corpus_npy" 2>&1 | tail -3
-"$out/fuzz_onnx_loader" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 "$out/corpus_onnx" 2>&1 | tail -3
+# Inputs that once crashed a target stay in its corpus (tests/fuzz/regressions).
+cp "$src"/tests/fuzz/regressions/*.npy "$out/corpus_npy/" 2>/dev/null || true
+cp "$src"/tests/fuzz/regressions/*.onnx "$out/corpus_onnx/" 2>/dev/null || true
+# Each run's log is kept; on a crash the sanitizer report is printed in full.
+for target in npy onnx_loader; do
+  corpus="$out/corpus_${target/onnx_loader/onnx}"
+  max_len=4096; [ "$target" = onnx_loader ] && max_len=65536
+  if ! (cd "$out" && "./fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=$max_len \
+          "$corpus" > "fuzz_$target.log" 2>&1); then
+    grep -v '^#' "$out/fuzz_$target.log" | tail -60
+    echo "fuzz_$target found a crash (log: $out/fuzz_$target.log)"; exit 1
+  fi
+  tail -2 "$out/fuzz_$target.log"
+done
 echo "fuzz smoke: both targets ran ${seconds}s without a crash"

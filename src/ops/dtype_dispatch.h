@@ -114,4 +114,23 @@ inline To convert_element(From v) {
   }
 }
 
+// Calls fn(tag) with a float / Half / BFloat tag value for the floating-point dtypes; other
+// dtypes are refused with an error naming `who` (e.g. the node).
+template <typename Fn>
+void visit_float(DType dtype, const std::string& who, Fn&& fn) {
+  switch (dtype) {
+    case DType::f32:
+      fn(float{});
+      return;
+    case DType::f16:
+      fn(Half{});
+      return;
+    case DType::bf16:
+      fn(BFloat{});
+      return;
+    default:
+      throw Error(who + ": " + dtype_name(dtype) + " inputs are not supported (floating point only)");
+  }
+}
+
 }  // namespace tessera

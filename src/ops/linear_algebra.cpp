@@ -10,23 +10,6 @@
 namespace tessera {
 namespace {
 
-template <typename Fn>
-void visit_float(DType dtype, const std::string& who, Fn&& fn) {
-  switch (dtype) {
-    case DType::f32:
-      fn(float{});
-      return;
-    case DType::f16:
-      fn(Half{});
-      return;
-    case DType::bf16:
-      fn(BFloat{});
-      return;
-    default:
-      throw Error(who + ": " + dtype_name(dtype) + " inputs are not supported (floating point only)");
-  }
-}
-
 // Determinant of an n x n row-major matrix, by Gaussian elimination with partial pivoting in
 // double (the pivoting keeps it stable; each row swap flips the sign).
 double determinant(std::vector<double> a, int64_t n) {

@@ -114,23 +114,6 @@ void log_softmax_classes(const LossProblem& p, const T* scores, T* log_prob, Thr
   });
 }
 
-template <typename Fn>
-void visit_float(DType dtype, const std::string& who, Fn&& fn) {
-  switch (dtype) {
-    case DType::f32:
-      fn(float{});
-      return;
-    case DType::f16:
-      fn(Half{});
-      return;
-    case DType::bf16:
-      fn(BFloat{});
-      return;
-    default:
-      throw Error(who + ": " + dtype_name(dtype) + " scores are not supported");
-  }
-}
-
 std::unique_ptr<Kernel> make_negative_log_likelihood_loss(KernelCreateContext& ctx) {
   LossProblem p = describe_loss(ctx, true);
   DType dtype = ctx.input(0).dtype;

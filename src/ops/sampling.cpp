@@ -91,23 +91,6 @@ double sample(const T* image, int64_t H, int64_t W, double gx, double gy, const 
          fy * ((1 - fx) * pixel(y0 + 1, x0) + fx * pixel(y0 + 1, x0 + 1));
 }
 
-template <typename Fn>
-void visit_float(DType dtype, const std::string& who, Fn&& fn) {
-  switch (dtype) {
-    case DType::f32:
-      fn(float{});
-      return;
-    case DType::f16:
-      fn(Half{});
-      return;
-    case DType::bf16:
-      fn(BFloat{});
-      return;
-    default:
-      throw Error(who + ": " + dtype_name(dtype) + " inputs are not supported (floating point only)");
-  }
-}
-
 std::unique_ptr<Kernel> make_grid_sample(KernelCreateContext& ctx) {
   const ValueInfo& x = required_input(ctx, 0);
   const ValueInfo& grid = required_input(ctx, 1);

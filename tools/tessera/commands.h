@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/graph.h"
 #include "tessera/tensor.h"
 
 namespace tessera::cli {
@@ -20,5 +21,12 @@ void add_profile_command(CLI::App& app);
 std::map<std::string, Tensor> read_named_inputs(const std::vector<std::string>& pairs);
 // "NAME=1x3x224x224" or "NAME=1,3,224,224" pairs into shapes.
 std::map<std::string, Shape> parse_named_shapes(const std::vector<std::string>& pairs);
+
+// Inputs for timed runs (bench, profile): the given NAME=FILE.npy tensors, and seeded random
+// ones for the rest (uniform floats; 0/1 integers, valid as indices) with shapes from
+// NAME=DIMS pairs or the model's declared dims (symbolic ones set to 1).
+std::pair<std::map<std::string, Tensor>, std::map<std::string, Shape>> timing_inputs(
+    const Graph& graph, const std::vector<std::string>& input_pairs,
+    const std::vector<std::string>& shape_pairs);
 
 }  // namespace tessera::cli

@@ -1,4 +1,8 @@
 // Parsing of NAME=VALUE command-line arguments into tensors and shapes.
+#include <cmath>
+#include <random>
+
+#include "runtime/specialize.h"
 #include "tessera/commands.h"
 #include "tessera/error.h"
 #include "tessera/npy.h"
@@ -45,6 +49,28 @@ std::map<std::string, Shape> parse_named_shapes(const std::vector<std::string>& 
     shapes[name] = shape;
   }
   return shapes;
+}
+
+std::pair<std::map<std::string, Tensor>, std::map<std::string, Shape>> timing_inputs(
+    const Graph& graph, const std::vector<std::string>& input_pairs,
+    const std::vector<std::string>& shape_pairs) {
+  auto inputs = read_named_inputs(input_pairs);
+  std::map<std::string, Shape> given = parse_named_shapes(shape_pairs);
+  for (const auto& [name, t] : inputs) given[name] = t.shape();
+  auto shapes = default_input_shapes(graph, given);
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> uniform(0.f, 1.f);
+  for (int id : graph.inputs) {
+    const Value& v = graph.values[size_t(id)];
+    if (inputs.count(v.name)) continue;
+    Tensor t(DType::f32, shapes[v.name]);
+    float* data = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) data[i] = uniform(rng);
+    if (!dtype_is_float(v.dtype))
+      for (int64_t i = 0; i < t.numel(); ++i) data[i] = std::floor(data[i] * 2);
+    inputs[v.name] = t.cast(v.dtype);
+  }
+  return {inputs, shapes};
 }
 
 }  // namespace tessera::cli

@@ -14,18 +14,6 @@
 
 namespace tessera::cli {
 
-namespace {
-// Seeded inputs: uniform floats, small non-negative integers (valid as indices), as in `bench`.
-Tensor seeded_input(DType dtype, const Shape& shape, std::mt19937& rng) {
-  Tensor t(DType::f32, shape);
-  std::uniform_real_distribution<float> dist(0.f, 1.f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  if (dtype_is_float(dtype)) return t.cast(dtype);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::floor(t.data<float>()[i] * 2);
-  return t.cast(dtype);
-}
-}  // namespace
-
 void add_profile_command(CLI::App& app) {
   struct Options {
     std::string model, json, html, cache;
@@ -54,15 +42,7 @@ void add_profile_command(CLI::App& app) {
   cmd->add_flag("--refresh", options->refresh, "measure the machine ceilings again");
   cmd->callback([options] {
     Graph graph = load_onnx_model(options->model);
-    auto inputs = read_named_inputs(options->inputs);
-    std::map<std::string, Shape> given = parse_named_shapes(options->shapes);
-    for (const auto& [name, t] : inputs) given[name] = t.shape();
-    auto shapes = default_input_shapes(graph, given);
-    std::mt19937 rng(42);
-    for (int id : graph.inputs) {
-      const Value& v = graph.values[size_t(id)];
-      if (!inputs.count(v.name)) inputs[v.name] = seeded_input(v.dtype, shapes[v.name], rng);
-    }
+    auto [inputs, shapes] = timing_inputs(graph, options->inputs, options->shapes);
     // Ceilings before the session exists, so the measurement has the cores to itself.
     const std::string cache =
         options->cache.empty() ? analysis::default_machine_cache_path() : options->cache;

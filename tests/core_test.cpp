@@ -9,6 +9,7 @@
 #include <thread>
 #include <time.h>
 
+#include "tessera/graph.h"
 #include "tessera/npy.h"
 #include "tessera/tensor.h"
 #include "tessera/thread_pool.h"
@@ -55,6 +56,21 @@ TEST(ThreadPool, ManySmallJobsBackToBack) {
     }
     EXPECT_EQ(total.load(), expected) << threads << " threads";
   }
+}
+
+TEST(ThreadPool, ExceptionInATaskReachesTheCallerAndThePoolStaysUsable) {
+  ThreadPool pool(3);
+  for (int thrower : {0, 1, 2}) {  // the caller's task and the workers' tasks
+    std::atomic<int> ran{0};
+    EXPECT_THROW(pool.run_tasks(3, [&](int t) {
+      ran++;
+      if (t == thrower) throw Error("task failed");
+    }), Error);
+    EXPECT_EQ(ran.load(), 3);  // the other tasks still ran before the exception came back
+  }
+  std::atomic<int64_t> total{0};
+  pool.parallel_for(1000, [&](int64_t b, int64_t e) { total += e - b; });
+  EXPECT_EQ(total.load(), 1000);
 }
 
 TEST(ThreadPool, NestedCallsRunInline) {
@@ -125,6 +141,32 @@ TEST(Tensor, CastsBetweenEveryDtype) {
       EXPECT_EQ(back.data<float>()[i], expected) << dtype_name(d) << " element " << i;
     }
   }
+}
+
+TEST(Tensor, FloatToIntegerCastsSaturate) {
+  Tensor t(DType::f32, {5});
+  float values[5] = {NAN, INFINITY, -INFINITY, 1e30f, -3.7f};
+  std::copy(values, values + 5, t.data<float>());
+  Tensor i32 = t.cast(DType::i32), i8 = t.cast(DType::i8), i64 = t.cast(DType::i64);
+  EXPECT_EQ(i32.data<int32_t>()[0], 0);
+  EXPECT_EQ(i32.data<int32_t>()[1], INT32_MAX);
+  EXPECT_EQ(i32.data<int32_t>()[2], INT32_MIN);
+  EXPECT_EQ(i8.data<int8_t>()[3], 127);
+  EXPECT_EQ(i8.data<int8_t>()[4], -3);
+  EXPECT_EQ(i64.data<int64_t>()[1], INT64_MAX);
+  EXPECT_EQ(t.to_int64_vector()[3], INT64_MAX);
+}
+
+TEST(Attributes, WrongTypesAreErrors) {
+  Attributes a;
+  a.set_ints("axes", {1, 2});
+  a.set_int("axis", 3);
+  a.set_string("mode", "linear");
+  EXPECT_THROW(a.get_int("axes", 0), Error);
+  EXPECT_THROW(a.get_int("mode", 0), Error);
+  EXPECT_THROW(a.get_ints("mode"), Error);
+  EXPECT_EQ(a.get_ints("axis"), (std::vector<int64_t>{3}));
+  EXPECT_EQ(a.get_int("missing", 7), 7);
 }
 
 TEST(Float16, EveryHalfRoundTripsThroughFloat) {

@@ -161,3 +161,83 @@ TEST(OnnxLoader, AbsurdComputedSizesAreRefusedNotAllocated) {
   std::string msg = error_of([&] { session.run({{"x", tessera::testing::random_tensor({1, 4}, 1)}}); });
   EXPECT_TRUE(msg.find("too large") != std::string::npos || msg.find("cannot allocate") != std::string::npos) << msg;
 }
+
+TEST(OnnxLoader, ComputedShapesThatOverflowByteCountsAreRefused) {
+  // x [1] -> Expand(to 2^62 elements) -> ReduceSum: the Expand runs at run time (x is an input),
+  // and 2^62 floats would wrap the byte count; planning must refuse it.
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  auto* x = g->add_input();
+  x->set_name("x");
+  x->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  x->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(1);
+  auto* shape = g->add_initializer();
+  shape->set_name("shape");
+  shape->set_data_type(onnx::TensorProto::INT64);
+  shape->add_dims(1);
+  shape->add_int64_data(int64_t(1) << 62);
+  auto* expand = g->add_node();
+  expand->set_op_type("Expand");
+  expand->add_input("x");
+  expand->add_input("shape");
+  expand->add_output("big");
+  auto* sum = g->add_node();
+  sum->set_op_type("ReduceSum");
+  sum->add_input("big");
+  sum->add_output("y");
+  g->add_output()->set_name("y");
+  std::string bytes = m.SerializeAsString();
+  Session session(parse_onnx_model(bytes.data(), bytes.size(), "."), SessionOptions{1});
+  std::string msg = error_of([&] { session.run({{"x", tessera::testing::random_tensor({1}, 1)}}); });
+  EXPECT_NE(msg.find("too large"), std::string::npos) << msg;
+}
+
+TEST(OnnxLoader, SingleAssignmentAndProducedOutputsAreChecked) {
+  {
+    onnx::ModelProto m = tessera::testing::small_onnx_model();
+    m.mutable_graph()->mutable_node(1)->set_output(0, "s");  // Relu writes Add's output again
+    m.mutable_graph()->mutable_output(0)->set_name("s");
+    std::string bytes = m.SerializeAsString();
+    EXPECT_NE(error_of([&] { parse_onnx_model(bytes.data(), bytes.size(), "."); }).find("produced by both"), std::string::npos);
+  }
+  {
+    onnx::ModelProto m = tessera::testing::small_onnx_model();
+    m.mutable_graph()->mutable_node(1)->set_output(0, "w");  // overwrites the initializer
+    std::string bytes = m.SerializeAsString();
+    EXPECT_NE(error_of([&] { parse_onnx_model(bytes.data(), bytes.size(), "."); }).find("initializer"), std::string::npos);
+  }
+  {
+    onnx::ModelProto m = tessera::testing::small_onnx_model();
+    m.mutable_graph()->add_output()->set_name("nobody_makes_this");
+    std::string bytes = m.SerializeAsString();
+    EXPECT_NE(error_of([&] { parse_onnx_model(bytes.data(), bytes.size(), "."); }).find("not produced"), std::string::npos);
+  }
+}
+
+TEST(OnnxLoader, InputWithoutDataIsRefused) {
+  std::string bytes = tessera::testing::small_onnx_model().SerializeAsString();
+  Session session(parse_onnx_model(bytes.data(), bytes.size(), "."), SessionOptions{1});
+  EXPECT_NE(error_of([&] { session.run({{"x", Tensor()}}); }).find("has no data"), std::string::npos);
+}
+
+TEST(OnnxLoader, BadExternalDataNumbersAreRefused) {
+  std::string dir = temp_dir("external_numbers");
+  onnx::ModelProto m = tessera::testing::small_onnx_model();
+  auto* w = m.mutable_graph()->mutable_initializer(0);
+  w->clear_float_data();
+  w->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* loc = w->add_external_data();
+  loc->set_key("location");
+  loc->set_value("weights.bin");
+  auto* offset = w->add_external_data();
+  offset->set_key("offset");
+  for (std::string bad : {"abc", "99999999999999999999999", "-4"}) {
+    offset->set_value(bad);
+    write_model(m, dir + "/model.onnx");
+    std::string msg = error_of([&] { load_onnx_model(dir + "/model.onnx"); });
+    EXPECT_NE(msg.find("is not a valid number"), std::string::npos) << bad << ": " << msg;
+  }
+  fs::remove_all(dir);
+}

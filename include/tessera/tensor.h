@@ -18,6 +18,8 @@ std::string shape_to_string(const Shape& shape);
 Shape contiguous_strides(const Shape& shape);
 
 constexpr size_t kTensorAlignment = 64;
+// No single tensor may exceed this: larger sizes come from corrupt models or inputs.
+constexpr int64_t kMaxTensorBytes = int64_t(64) << 30;
 
 // Aligned byte storage. Owned storage frees itself; borrowed storage does not.
 class Storage {

@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -24,7 +25,8 @@ class ThreadPool {
   // Calls fn(begin, end) over disjoint chunks covering [0, n); the caller thread takes part.
   // Chunks are at least `grain` long. Nested calls run serially on the calling thread.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
-  // Calls fn(task_index) for task_index in [0, tasks); tasks are claimed dynamically.
+  // Calls fn(task_index) for task_index in [0, tasks); tasks are claimed dynamically. If a task
+  // throws, the other tasks still run and the first exception is rethrown to the caller.
   void run_tasks(int tasks, const std::function<void(int)>& fn);
 
   static int hardware_threads();
@@ -51,6 +53,8 @@ class ThreadPool {
   std::atomic<int> tasks_finished_{0};
   std::atomic<int> sleeping_workers_{0};
   std::atomic<bool> stopping_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr first_error_;  // of the current job
   std::mutex run_mutex_;  // one parallel region at a time
 };
 

@@ -1,6 +1,7 @@
 // Tensor storage (aligned, owned or borrowed), views, copies and casts.
 #include "tessera/tensor.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -9,10 +10,6 @@
 
 namespace tessera {
 
-namespace {
-// Refuse single tensors above 64 GiB: such sizes come from corrupt files, not real models.
-constexpr int64_t kMaxTensorBytes = int64_t(64) << 30;
-}  // namespace
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
@@ -84,6 +81,8 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 Tensor::Tensor(DType dtype, Shape shape, std::shared_ptr<Storage> storage, size_t byte_offset)
     : dtype_(dtype), shape_(std::move(shape)), storage_(std::move(storage)), byte_offset_(byte_offset) {
   strides_ = contiguous_strides(shape_);
+  if (shape_numel(shape_) > kMaxTensorBytes / int64_t(dtype_size(dtype_)))
+    throw Error("tensor of shape " + shape_to_string(shape_) + " is too large");
   TESSERA_CHECK(storage_ && byte_offset_ + nbytes() <= storage_->bytes(),
                 "tensor view of shape " + shape_to_string(shape_) + " exceeds its storage");
 }
@@ -148,10 +147,19 @@ double Tensor::value_as_double(int64_t i) const {
 }
 
 namespace {
+// Float to integer without undefined behaviour: NaN becomes 0, out-of-range values saturate.
+template <typename To>
+To saturate_to(double v) {
+  if (std::isnan(v)) return To(0);
+  if (v <= double(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
+  if (v >= double(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
+  return To(v);
+}
+
 template <typename To>
 void convert_all(const Tensor& from, To* to) {
   int64_t n = from.numel();
-  for (int64_t i = 0; i < n; ++i) to[i] = To(from.value_as_double(i));
+  for (int64_t i = 0; i < n; ++i) to[i] = saturate_to<To>(from.value_as_double(i));
 }
 }  // namespace
 
@@ -185,7 +193,7 @@ Tensor Tensor::cast(DType to) const {
       if (dtype_ == DType::i32) {
         for (int64_t i = 0; i < n; ++i) out.data<int64_t>()[i] = src.data<int32_t>()[i];
       } else if (dtype_ == DType::f32) {
-        for (int64_t i = 0; i < n; ++i) out.data<int64_t>()[i] = int64_t(src.data<float>()[i]);
+        for (int64_t i = 0; i < n; ++i) out.data<int64_t>()[i] = saturate_to<int64_t>(src.data<float>()[i]);
       } else {
         convert_all(src, out.data<int64_t>());
       }
@@ -206,7 +214,7 @@ std::vector<int64_t> Tensor::to_int64_vector() const {
     else if (dtype_ == DType::i32)
       v[i] = src.data<int32_t>()[i];
     else
-      v[i] = int64_t(src.value_as_double(int64_t(i)));
+      v[i] = saturate_to<int64_t>(src.value_as_double(int64_t(i)));
   }
   return v;
 }

@@ -65,9 +65,17 @@ void ThreadPool::run_claimed_tasks(uint32_t generation) {
     uint32_t index = uint32_t(state);
     if (index >= uint32_t(tasks)) return;
     if (!claim_state_.compare_exchange_weak(state, state + 1)) continue;
+    // A throwing task still counts as finished (so the caller never waits forever or returns
+    // while tasks run); its exception goes to the caller.
+    bool was_inside = inside_parallel_region;
     inside_parallel_region = true;
-    (*job)(int(index));
-    inside_parallel_region = false;
+    try {
+      (*job)(int(index));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!first_error_) first_error_ = std::current_exception();
+    }
+    inside_parallel_region = was_inside;
     if (tasks_finished_.fetch_add(1) + 1 == tasks) {
       std::lock_guard<std::mutex> lock(mutex_);
       work_done_.notify_all();
@@ -106,6 +114,7 @@ void ThreadPool::run_tasks(int tasks, const std::function<void(int)>& fn) {
   job_ = &fn;
   job_tasks_ = tasks;
   tasks_finished_ = 0;
+  first_error_ = nullptr;
   claim_state_ = uint64_t(generation) << 32;
   generation_ = generation;  // publishes the job (sequentially consistent with the sleeper count)
   if (sleeping_workers_.load() > 0) {
@@ -117,6 +126,12 @@ void ThreadPool::run_tasks(int tasks, const std::function<void(int)>& fn) {
     std::unique_lock<std::mutex> lock(mutex_);
     work_done_.wait(lock, [&] { return tasks_finished_.load() == tasks; });
   }
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    std::swap(error, first_error_);
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,

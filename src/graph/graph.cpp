@@ -37,6 +37,8 @@ int64_t Attributes::get_int(const std::string& name, int64_t fallback) const {
   auto it = map_.find(name);
   if (it == map_.end()) return fallback;
   if (it->second.kind == Attribute::Kind::floating) return int64_t(it->second.f);
+  if (it->second.kind != Attribute::Kind::integer)
+    throw Error("attribute '" + name + "' should be an integer but has another type");
   return it->second.i;
 }
 float Attributes::get_float(const std::string& name, float fallback) const {
@@ -52,7 +54,11 @@ std::string Attributes::get_string(const std::string& name, const std::string& f
 std::vector<int64_t> Attributes::get_ints(const std::string& name,
                                           std::vector<int64_t> fallback) const {
   auto it = map_.find(name);
-  return it == map_.end() ? fallback : it->second.ints;
+  if (it == map_.end()) return fallback;
+  if (it->second.kind == Attribute::Kind::integer) return {it->second.i};  // a lone int is a list of one
+  if (it->second.kind != Attribute::Kind::integers)
+    throw Error("attribute '" + name + "' should be a list of integers but has another type");
+  return it->second.ints;
 }
 std::vector<float> Attributes::get_floats(const std::string& name,
                                           std::vector<float> fallback) const {
@@ -122,7 +128,26 @@ std::vector<int> Graph::producers() const {
 }
 
 void Graph::topological_sort() {
-  std::vector<int> producer = producers();
+  // Single assignment: each value has at most one producer, and no node overwrites a graph input
+  // or a constant (the planner and the folding rely on it).
+  std::vector<int> producer(values.size(), -1);
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    for (int out : nodes[n].outputs) {
+      if (out < 0) continue;
+      const Value& v = values[size_t(out)];
+      if (producer[size_t(out)] >= 0)
+        throw Error("value '" + v.name + "' is produced by both node '" + nodes[size_t(producer[size_t(out)])].name +
+                    "' and node '" + nodes[n].name + "'");
+      if (v.is_constant() || std::find(inputs.begin(), inputs.end(), out) != inputs.end())
+        throw Error("node '" + nodes[n].name + "' writes '" + v.name + "', which is a graph input or initializer");
+      producer[size_t(out)] = int(n);
+    }
+  }
+  for (int o : outputs) {
+    if (producer[size_t(o)] < 0 && !values[size_t(o)].is_constant() &&
+        std::find(inputs.begin(), inputs.end(), o) == inputs.end())
+      throw Error("graph output '" + values[size_t(o)].name + "' is not produced by any node, input or initializer");
+  }
   std::vector<int> pending(nodes.size(), 0);
   std::vector<std::vector<int>> dependents(nodes.size());
   for (size_t n = 0; n < nodes.size(); ++n) {

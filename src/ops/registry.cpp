@@ -25,6 +25,10 @@ void KernelCreateContext::set_output(size_t i, DType dtype, Shape shape) {
   outputs[i].dtype = dtype;
   for (int64_t d : shape)
     if (d < 0) throw Error(describe() + ": computed a negative output dimension " + shape_to_string(shape));
+  // Refuse absurd sizes here, before the planner multiplies them into byte counts.
+  int64_t numel = shape_numel(shape);  // throws when the element count overflows
+  if (numel > kMaxTensorBytes / int64_t(dtype_size(dtype)))
+    throw Error(describe() + ": output shape " + shape_to_string(shape) + " is too large");
   outputs[i].shape = std::move(shape);
 }
 

@@ -24,7 +24,8 @@ Session& Session::operator=(Session&&) noexcept = default;
 
 namespace {
 // Inputs small enough to specialize a plan on their values (shape tensors, axes, scalars).
-constexpr int64_t kMaxValueSpecializedElements = 4096;
+// Kept small so that ordinary data inputs (images, token ids) are never folded into a plan.
+constexpr int64_t kMaxValueSpecializedElements = 64;
 
 bool same_values(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b) {
   if (a.size() != b.size()) return false;
@@ -54,6 +55,7 @@ std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& 
     const std::string& name = graph_.values[size_t(id)].name;
     auto it = inputs.find(name);
     if (it == inputs.end()) throw Error("missing input '" + name + "'");
+    if (!it->second.defined()) throw Error("input '" + name + "' has no data");
     shapes[name] = it->second.shape();
   }
   for (const auto& [name, tensor] : inputs) {

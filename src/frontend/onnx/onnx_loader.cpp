@@ -1,6 +1,9 @@
 // Reads ONNX ModelProto/TensorProto (protobuf generated from Debian's onnx.proto) into the
 // graph IR: initializers, attributes, value infos with symbolic dims, and external data
 // confined to the model's folder.
+#include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -67,9 +70,16 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& mode
     std::string location;
     int64_t offset = 0, length = -1;
     for (const auto& entry : proto.external_data()) {
+      auto parse_number = [&](const std::string& text) {
+        int64_t value = 0;
+        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (error != std::errc() || end != text.data() + text.size() || value < 0)
+          throw Error("tensor '" + name + "': external data " + entry.key() + " '" + text + "' is not a valid number");
+        return value;
+      };
       if (entry.key() == "location") location = entry.value();
-      else if (entry.key() == "offset") offset = std::stoll(entry.value());
-      else if (entry.key() == "length") length = std::stoll(entry.value());
+      else if (entry.key() == "offset") offset = parse_number(entry.value());
+      else if (entry.key() == "length") length = parse_number(entry.value());
     }
     std::string path = resolve_external_path(model_dir, location, name);
     std::error_code ec;

@@ -12,6 +12,21 @@ namespace tessera {
 
 namespace {
 
+struct MeanVariance {
+  double mean, variance;
+};
+
+// Mean and (biased) variance of n values, in two passes in double: the mean, then the centred
+// squares, so there is no cancellation. Zero for n == 0.
+MeanVariance mean_variance(const float* x, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i];
+  const double mean = n ? sum / double(n) : 0.0;
+  double squares = 0;
+  for (int64_t i = 0; i < n; ++i) squares += (x[i] - mean) * (x[i] - mean);
+  return {mean, n ? squares / double(n) : 0.0};
+}
+
 using primitives::BinaryKind;
 using primitives::ReduceKind;
 
@@ -140,13 +155,8 @@ std::unique_ptr<Kernel> create_instance_norm(KernelCreateContext& ctx) {
       for (int64_t p = begin; p < end; ++p) {
         const float* xp = x + p * plane;
         float* yp = y + p * plane;
-        // Two passes in double: mean, then the centred variance (no cancellation).
-        double sum = 0;
-        for (int64_t i = 0; i < plane; ++i) sum += xp[i];
-        const double mean = plane ? sum / double(plane) : 0.0;
-        double squares = 0;
-        for (int64_t i = 0; i < plane; ++i) squares += (xp[i] - mean) * (xp[i] - mean);
-        const double var = plane ? squares / double(plane) : 0.0;
+        const MeanVariance stats = mean_variance(xp, plane);
+        const double mean = stats.mean, var = stats.variance;
         const float s = float(scale[p % channels] / std::sqrt(var + double(epsilon)));
         const float t = float(bias[p % channels] - mean * s);
         for (int64_t i = 0; i < plane; ++i) yp[i] = xp[i] * s + t;
@@ -205,12 +215,9 @@ std::unique_ptr<Kernel> create_layer_norm(KernelCreateContext& ctx) {
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = x + r * inner;
         float* yr = y + r * inner;
-        double sum = 0;
-        for (int64_t i = 0; i < inner; ++i) sum += xr[i];
-        const double mean = inner ? sum / double(inner) : 0.0;
-        double squares = 0;
-        for (int64_t i = 0; i < inner; ++i) squares += (xr[i] - mean) * (xr[i] - mean);
-        const float inv_std = float(1.0 / std::sqrt((inner ? squares / double(inner) : 0.0) + epsilon));
+        const MeanVariance stats = mean_variance(xr, inner);
+        const double mean = stats.mean;
+        const float inv_std = float(1.0 / std::sqrt(stats.variance + epsilon));
         const float m = float(mean);
         for (int64_t i = 0; i < inner; ++i)
           yr[i] = (xr[i] - m) * inv_std * scale[i] + (bias ? bias[i] : 0.f);

@@ -151,6 +151,18 @@ void skinny_shapes(benchmark::internal::Benchmark* b) {
   b->Args({3136, 64, 576});
 }
 
+// 1x1 convolutions of ResNet-50 in their weight-major GEMM form: M = output channels,
+// N = output pixels, K = input channels (the activations are B, packed per call).
+void pointwise_conv_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({64, 3136, 64});
+  b->Args({64, 3136, 256});
+  b->Args({256, 3136, 64});
+  b->Args({128, 784, 512});
+  b->Args({512, 784, 128});
+  b->Args({256, 196, 1024});
+  b->Args({1024, 196, 256});
+}
+
 BENCHMARK(BM_GemmPacked)
     ->Apply(square_shapes)
     ->Apply(skinny_shapes)
@@ -159,6 +171,7 @@ BENCHMARK(BM_GemmPacked)
 BENCHMARK(BM_GemmGeneral)
     ->Apply(square_shapes)
     ->Apply(skinny_shapes)
+    ->Apply(pointwise_conv_shapes)
     ->ArgNames({"M", "N", "K"})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Brgemm)

@@ -27,6 +27,9 @@ constexpr int64_t kPanelWidth = 16;
 constexpr int64_t kMaxBlockK = 512;
 constexpr int64_t kBlockMTiles = 12;
 constexpr int64_t kNBlockTiles = 8;
+// B packed at run time goes through a buffer of this many floats (kc x nc, 768 KiB), which stays
+// in L2 beside the A block while every row block of the range uses it.
+constexpr int64_t kPackedBBlockFloats = 192 * 1024;
 // Output tiles per task from which A is packed even when its rows would be read fine in place
 // (see should_pack_a).
 constexpr int64_t kPackMinTiles = 32;
@@ -87,26 +90,26 @@ struct GemmProblem {
 
 thread_local ScratchBuffer packed_b_scratch;
 
-// Packs columns [n0, n0 + width) of the raw B into panels of kPanelWidth (zero padded past
-// width), the layout PackedB has; returns the panel stride.
-int64_t pack_b_columns(const GemmProblem& p, int64_t n0, int64_t width, float* out) {
-  const int64_t K = p.K, stride = K * kPanelWidth;
+// Packs rows [k0, k0 + depth) x columns [n0, n0 + width) of the raw B into panels of
+// kPanelWidth (zero padded past width), the layout PackedB has; returns the panel stride.
+int64_t pack_b_block(const GemmProblem& p, int64_t k0, int64_t depth, int64_t n0, int64_t width, float* out) {
+  const int64_t stride = depth * kPanelWidth;
   const int64_t panels = (width + kPanelWidth - 1) / kPanelWidth;
   for (int64_t panel = 0; panel < panels; ++panel) {
     const int64_t c0 = n0 + panel * kPanelWidth;
     const int64_t w = std::min(kPanelWidth, n0 + width - c0);
     float* dst = out + panel * stride;
     if (!p.trans_b) {
-      for (int64_t k = 0; k < K; ++k) {
+      for (int64_t k = 0; k < depth; ++k) {
         float* row = dst + k * kPanelWidth;
-        std::memcpy(row, p.raw_b + k * p.ldb + c0, size_t(w) * sizeof(float));
+        std::memcpy(row, p.raw_b + (k0 + k) * p.ldb + c0, size_t(w) * sizeof(float));
         if (w < kPanelWidth) std::memset(row + w, 0, size_t(kPanelWidth - w) * sizeof(float));
       }
     } else {
       if (w < kPanelWidth)
-        for (int64_t k = 0; k < K; ++k)
+        for (int64_t k = 0; k < depth; ++k)
           std::memset(dst + k * kPanelWidth + w, 0, size_t(kPanelWidth - w) * sizeof(float));
-      transpose_2d(w, K, p.raw_b + c0 * p.ldb, p.ldb, dst, kPanelWidth, sizeof(float));
+      transpose_2d(w, depth, p.raw_b + c0 * p.ldb + k0, p.ldb, dst, kPanelWidth, sizeof(float));
     }
   }
   return stride;
@@ -131,28 +134,22 @@ bool should_pack_a(const GemmProblem& p, int64_t mr, int64_t n_tiles_per_task) {
 }
 
 // One thread's share of C: rows [m_begin, m_end) x columns [n_begin, n_end), computed with
-// cache blocking over K, M (A blocks of up to kBlockMTiles tiles) and N.
+// cache blocking over N (when B is packed now), K, M (A blocks of up to kBlockMTiles tiles) and N.
 void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, int64_t m_end,
                int64_t n_begin, int64_t n_end, int64_t kc) {
   if (m_begin >= m_end || n_begin >= n_end) return;
   const int64_t mr = kernel.mr, nr = kernel.nr;
-  // B for this range: the plan-time panels, or this range's columns packed now.
-  const float* b_data;
-  int64_t panel_stride, b_origin;  // b_origin: the column that panel 0 starts at
-  if (p.packed_b) {
-    b_data = p.packed_b->panel(0);
-    panel_stride = p.packed_b->panel_stride();
-    b_origin = 0;
-  } else {
-    const int64_t width = n_end - n_begin;
-    const int64_t panels = (width + kPanelWidth - 1) / kPanelWidth;
-    float* buffer = packed_b_scratch.get(size_t(std::max<int64_t>(1, panels * p.K * kPanelWidth)));
-    panel_stride = pack_b_columns(p, n_begin, width, buffer);
-    b_data = buffer;
-    b_origin = n_begin;
+  // B packed at run time is packed one block of kc x nc at a time, just before its use, so the
+  // copy is read back from L2: packing the whole range first (megabytes for a 1x1 convolution
+  // over a 56x56 image) sent it out to L3 and back, which cost as much as the FMAs.
+  const bool pack_b_now = !p.packed_b;
+  const int64_t nc = pack_b_now ? std::max(nr, kPackedBBlockFloats / std::max<int64_t>(1, kc) / nr * nr)
+                                : n_end - n_begin;
+  float* b_buffer = nullptr;
+  if (pack_b_now) {
+    const int64_t panels = (std::min(nc, n_end - n_begin) + kPanelWidth - 1) / kPanelWidth;
+    b_buffer = packed_b_scratch.get(size_t(std::max<int64_t>(1, panels * kc * kPanelWidth)));
   }
-  // Vector v of a tile lies in the next panel when a vector is a whole panel, else beside it.
-  const int64_t b_vector_offset = kernel.vector_floats == kPanelWidth ? panel_stride : kernel.vector_floats;
 
   const int64_t m_tiles = (m_end - m_begin + mr - 1) / mr;
   const int64_t m_blocks = (m_tiles + kBlockMTiles - 1) / kBlockMTiles;
@@ -169,37 +166,53 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
   args.b_batch = &b_pointer;
   args.b_padded = true;
   args.b_row_stride = kPanelWidth;
-  args.b_vector_offset = b_vector_offset;
   args.ldc = p.ldc;
 
-  for (int64_t mb = m_begin; mb < m_end; mb += mc) {
-    const int64_t mb_end = std::min(m_end, mb + mc);
+  for (int64_t nc0 = n_begin; nc0 < n_end; nc0 += nc) {
+    const int64_t nc_end = std::min(n_end, nc0 + nc);
     int64_t k0 = 0;
     do {  // at least once: K == 0 still stores beta * C plus the epilogue
       const int64_t depth = std::min(kc, p.K - k0);
-      if (depth > 0 && pack_a) {
-        const float* origin = p.trans_a ? p.A + k0 * p.lda + mb : p.A + mb * p.lda + k0;
-        kernel.pack_a(origin, p.lda, p.trans_a, mb_end - mb, depth, p.alpha, packed_a);
+      // The B block for columns [nc0, nc_end) and rows [k0, k0 + depth): panel j starts at
+      // b_block + j * panel_stride, with its column 0 at b_origin + j * kPanelWidth.
+      const float* b_block;
+      int64_t panel_stride, b_origin;
+      if (pack_b_now) {
+        panel_stride = pack_b_block(p, k0, depth, nc0, nc_end - nc0, b_buffer);
+        b_block = b_buffer;
+        b_origin = nc0;
+      } else {
+        panel_stride = p.packed_b->panel_stride();
+        b_block = p.packed_b->panel(0) + k0 * kPanelWidth;
+        b_origin = 0;
       }
+      // Vector v of a tile lies in the next panel when a vector is a whole panel, else beside it.
+      args.b_vector_offset = kernel.vector_floats == kPanelWidth ? panel_stride : kernel.vector_floats;
       args.k = depth;
       args.beta = k0 == 0 ? p.beta : 1.f;
       args.epilogue = k0 + depth >= p.K ? p.epilogue : nullptr;
-      // For each block of nc columns, each A micro-panel (from L1) meets the B micro-panels of
-      // the block in turn (from L2).
-      for (int64_t nb = n_begin; nb < n_end; nb += kNBlockTiles * nr) {
-        const int64_t nb_end = std::min(n_end, nb + kNBlockTiles * nr);
-        for (int64_t m0 = mb; m0 < mb_end; m0 += mr) {
-          args.rows = int(std::min(mr, mb_end - m0));
-          args.row0 = m0;
-          a_pointer = pack_a ? packed_a + (m0 - mb) * depth : p.A + m0 * p.lda + k0;
-          for (int64_t n0 = nb; n0 < nb_end; n0 += nr) {
-            args.cols = int(std::min(nr, n_end - n0));
-            args.col0 = n0;
-            const int64_t local = n0 - b_origin;
-            b_pointer =
-                b_data + (local / kPanelWidth) * panel_stride + k0 * kPanelWidth + local % kPanelWidth;
-            args.c = p.C + m0 * p.ldc + n0;
-            kernel.tile(args);
+      for (int64_t mb = m_begin; mb < m_end; mb += mc) {
+        const int64_t mb_end = std::min(m_end, mb + mc);
+        if (depth > 0 && pack_a) {
+          const float* origin = p.trans_a ? p.A + k0 * p.lda + mb : p.A + mb * p.lda + k0;
+          kernel.pack_a(origin, p.lda, p.trans_a, mb_end - mb, depth, p.alpha, packed_a);
+        }
+        // For each block of kNBlockTiles * nr columns, each A micro-panel (from L1) meets the
+        // B micro-panels of the block in turn (from L2).
+        for (int64_t nb = nc0; nb < nc_end; nb += kNBlockTiles * nr) {
+          const int64_t nb_end = std::min(nc_end, nb + kNBlockTiles * nr);
+          for (int64_t m0 = mb; m0 < mb_end; m0 += mr) {
+            args.rows = int(std::min(mr, mb_end - m0));
+            args.row0 = m0;
+            a_pointer = pack_a ? packed_a + (m0 - mb) * depth : p.A + m0 * p.lda + k0;
+            for (int64_t n0 = nb; n0 < nb_end; n0 += nr) {
+              args.cols = int(std::min(nr, nc_end - n0));
+              args.col0 = n0;
+              const int64_t local = n0 - b_origin;
+              b_pointer = b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
+              args.c = p.C + m0 * p.ldc + n0;
+              kernel.tile(args);
+            }
           }
         }
       }

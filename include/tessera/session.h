@@ -28,17 +28,28 @@ struct StepInfo {
   std::vector<Tensor*> outputs;
 };
 
+namespace primitives {
+struct GemmCheck;
+}
+
 // Hooks around every executed step; a narrow interface so capabilities stay outside the core.
 class StepObserver {
  public:
   virtual ~StepObserver() = default;
   virtual void before_step(const StepInfo&) {}
   virtual void after_step(const StepInfo&) {}
+  // ABFT: the check under which the step's GEMMs run (the first observer that gives one wins).
+  virtual const primitives::GemmCheck* gemm_check(const StepInfo&) { return nullptr; }
+  // Asked after after_step: true runs the step again (recomputation after a detected error).
+  // The step's inputs are intact then: the memory planner never lets an output alias an input.
+  virtual bool rerun_step(const StepInfo&) { return false; }
 };
 
 struct PlanStats {
   size_t peak_activation_bytes = 0;   // arena size after liveness-based reuse
   size_t naive_activation_bytes = 0;  // sum of all intermediate tensors (no reuse)
+  // Most bytes of intermediates live at one step in this execution order: no arena can be smaller.
+  size_t activation_lower_bound_bytes = 0;
   size_t weight_bytes = 0;
   double total_flops = 0;
   int steps = 0;

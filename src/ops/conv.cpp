@@ -152,15 +152,15 @@ class ConvKernel : public Kernel {
     float* y = outputs[0]->data<float>();
     switch (algorithm_) {
       case ConvAlgorithm::pointwise:
-        if (!packed_weights_.empty()) return run_pixel_major(x, bias, residual, y, context.pool);
-        return run_pointwise(x, w, bias, residual, y, context.pool);
+        if (!packed_weights_.empty()) return run_pixel_major(x, bias, residual, y, context.pool, context.gemm_check);
+        return run_pointwise(x, w, bias, residual, y, context.pool, context.gemm_check);
       case ConvAlgorithm::depthwise: return run_depthwise(x, w, bias, residual, y, context.pool);
       case ConvAlgorithm::im2col:
-        if (!packed_weights_.empty()) return run_pixel_major(x, bias, residual, y, context.pool);
-        return run_im2col(x, w, bias, residual, y, context.pool);
+        if (!packed_weights_.empty()) return run_pixel_major(x, bias, residual, y, context.pool, context.gemm_check);
+        return run_im2col(x, w, bias, residual, y, context.pool, context.gemm_check);
       case ConvAlgorithm::winograd_f2x2:
       case ConvAlgorithm::winograd_f4x4:
-        return winograd_->run(x, bias, residual, d_.activation, y, context.pool);
+        return winograd_->run(x, bias, residual, d_.activation, y, context.pool, context.gemm_check);
     }
   }
 
@@ -203,8 +203,9 @@ class ConvKernel : public Kernel {
   }
 
   GemmEpilogue epilogue_for(const float* bias, const float* residual, int64_t channel_offset,
-                            int64_t residual_offset) const {
+                            int64_t residual_offset, const primitives::GemmCheck* check) const {
     GemmEpilogue e;
+    e.check = check;
     e.bias_per_row = bias ? bias + channel_offset : nullptr;
     e.residual = residual ? residual + residual_offset : nullptr;
     e.ld_residual = d_.geometry.output_size();
@@ -214,14 +215,14 @@ class ConvKernel : public Kernel {
 
   // Y_g[C_out_g, HW] = W_g[C_out_g, C_in_g] * X_g[C_in_g, HW]: the input is used in place.
   void run_pointwise(const float* x, const float* w, const float* bias, const float* residual,
-                     float* y, ThreadPool& pool) const {
+                     float* y, ThreadPool& pool, const primitives::GemmCheck* check) const {
     const int64_t hw = d_.geometry.output_size();
     const int64_t cin = d_.in_per_group(), cout = d_.out_per_group();
     const int64_t problems = d_.batch * d_.groups;
     auto one = [&](int64_t p, ThreadPool* gemm_pool) {
       const int64_t n = p / d_.groups, g = p % d_.groups;
       const int64_t out_offset = (n * d_.out_channels + g * cout) * hw;
-      GemmEpilogue e = epilogue_for(bias, residual, g * cout, out_offset);
+      GemmEpilogue e = epilogue_for(bias, residual, g * cout, out_offset, check);
       primitives::gemm_f32(false, false, cout, hw, cin, 1.f, w + g * cout * cin, cin,
                            x + (n * d_.in_channels + g * cin) * hw, hw, 0.f, y + out_offset, hw,
                            gemm_pool, &e);
@@ -302,7 +303,7 @@ class ConvKernel : public Kernel {
   }
 
   void run_im2col(const float* x, const float* w, const float* bias, const float* residual,
-                  float* y, ThreadPool& pool) const {
+                  float* y, ThreadPool& pool, const primitives::GemmCheck* check) const {
     const SpatialGeometry& g = d_.geometry;
     const int64_t rows = g.output[0] * g.output[1], out_w = g.output[2];
     const int64_t out_plane = g.output_size(), in_plane = g.input_size();
@@ -329,7 +330,7 @@ class ConvKernel : public Kernel {
       const int64_t columns = (r1 - r0) * out_w;
       im2col_tile(x + (n * d_.in_channels + grp * cin) * in_plane, r0, r1, col);
       const int64_t out_offset = (n * d_.out_channels + grp * cout) * out_plane + r0 * out_w;
-      GemmEpilogue e = epilogue_for(bias, residual, grp * cout, out_offset);
+      GemmEpilogue e = epilogue_for(bias, residual, grp * cout, out_offset, check);
       primitives::gemm_f32(false, false, cout, columns, k, 1.f, w + grp * cout * k, k, col, columns,
                            0.f, y + out_offset, out_plane, gemm_pool, &e);
     };
@@ -353,7 +354,7 @@ class ConvKernel : public Kernel {
   // output channels): these planes are small, so splitting by pixels would leave a thread
   // idle (7 rows do not halve) and run the transposes on one thread.
   void run_pixel_major(const float* x, const float* bias, const float* residual, float* y,
-                       ThreadPool& pool) const {
+                       ThreadPool& pool, const primitives::GemmCheck* check) const {
     const SpatialGeometry& g = d_.geometry;
     const int64_t rows = g.output[0] * g.output[1];
     const int64_t pixels = g.output_size(), in_plane = g.input_size();
@@ -381,6 +382,7 @@ class ConvKernel : public Kernel {
         primitives::transpose_2d((c1 - c0) * taps, pixels, col, pixels, a + c0 * taps, ldk, sizeof(float));
       }, grain);
       GemmEpilogue e;
+      e.check = check;
       e.bias_per_column = bias ? bias + grp * cout : nullptr;
       primitives::gemm_packed_f32(pixels, a, ldk, packed_weights_[size_t(grp)], product, ldy, e, &pool);
       const int64_t offset = (n * d_.out_channels + grp * cout) * pixels;

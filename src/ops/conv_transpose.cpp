@@ -39,12 +39,14 @@ class ConvTransposeKernel : public Kernel {
     const int64_t ksize = g.kernel_size(), in_plane = g.input_size(), out_plane = g.output_size();
     const int64_t col_rows = cout * ksize;
     std::vector<float> col(size_t(col_rows * in_plane));
+    primitives::GemmEpilogue epilogue;  // ABFT on the GEMM part (col2im is not covered)
+    epilogue.check = context.gemm_check;
     for (int64_t n = 0; n < d_.batch; ++n) {
       for (int64_t grp = 0; grp < d_.groups; ++grp) {
         // W_g is [C_in_g, C_out_g * k] row-major; col[C_out_g * k, HW_in] = W_g^T * X_g.
         primitives::gemm_f32(true, false, col_rows, in_plane, cin, 1.f, w + grp * cin * col_rows,
                              col_rows, x + (n * d_.in_channels + grp * cin) * in_plane, in_plane,
-                             0.f, col.data(), in_plane, &context.pool);
+                             0.f, col.data(), in_plane, &context.pool, &epilogue);
         float* y_group = y + (n * d_.out_channels + grp * cout) * out_plane;
         context.pool.parallel_for(cout, [&](int64_t begin, int64_t end) {
           for (int64_t co = begin; co < end; ++co)

@@ -50,6 +50,7 @@ class GemmKernel : public Kernel {
     std::vector<float> bias_scratch;
     const float* bias = bias_values(inputs, &bias_scratch);
     GemmEpilogue e;
+    e.check = context.gemm_check;
     e.activation = c.activation;
     if (c.bias_form == BiasForm::per_column) e.bias_per_column = bias;
     if (c.bias_form == BiasForm::per_row) e.bias_per_row = bias;
@@ -193,6 +194,7 @@ class MatMulKernel : public Kernel {
     float* y = outputs[0]->data<float>();
     if (M == 0 || N == 0 || batches == 0) return;
     GemmEpilogue e;
+    e.check = context.gemm_check;
     e.activation = activation;
     if (K == 0) {
       std::fill(y, y + batches * M * N, 0.f);

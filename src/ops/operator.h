@@ -28,8 +28,14 @@ struct ValueInfo {
   const Tensor* constant = nullptr;  // set when the value is known at plan time
 };
 
+namespace primitives {
+struct GemmCheck;
+}
+
 struct ExecContext {
   ThreadPool& pool;
+  // ABFT for this step's GEMMs (set by the executor from its observers); nullptr: unchecked.
+  const primitives::GemmCheck* gemm_check = nullptr;
 };
 
 class Kernel {

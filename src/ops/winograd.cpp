@@ -136,7 +136,7 @@ double WinogradConvolution::gemm_flops() const {
 }
 
 void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, const float* bias, float* y,
-                                   ThreadPool* gemm_pool) const {
+                                   ThreadPool* gemm_pool, const primitives::GemmCheck* check) const {
   const int64_t tr0 = band_start(band), tr1 = band_start(band + 1);
   const int64_t band_rows = tr1 - tr0, tiles = band_rows * tiles_w_;
   const int64_t max_tiles = band_tile_rows_ * tiles_w_;
@@ -185,10 +185,13 @@ void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, 
   (tile_ == 2 ? kernels.input_f2x2 : kernels.input_f4x4)(in_args);
 
   // 3. One GEMM per transform point: M_p[tiles x C_out] = V_p[tiles x C_in] * U_p.
+  // ABFT checks these GEMMs (the bulk of the work); the transforms around them are not covered.
+  primitives::GemmEpilogue epilogue;
+  epilogue.check = check;
   auto gemm = [&](int64_t point) {
     primitives::gemm_packed_f32(tiles, v + point * max_tiles * ldv_, ldv_,
                                 transformed_weights_[size_t(point)], m + point * max_tiles * ldm_, ldm_,
-                                primitives::GemmEpilogue{}, nullptr);
+                                epilogue, nullptr);
   };
   if (gemm_pool && gemm_pool->size() > 1) {
     gemm_pool->parallel_for(points_, [&](int64_t begin, int64_t end) {
@@ -216,7 +219,8 @@ void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, 
 }
 
 void WinogradConvolution::run(const float* x, const float* bias, const float* residual,
-                              const primitives::UnaryParams& activation, float* y, ThreadPool& pool) const {
+                              const primitives::UnaryParams& activation, float* y, ThreadPool& pool,
+                              const primitives::GemmCheck* check) const {
   // The vector output step reads bias a whole channel block at a time.
   std::vector<float> padded_bias;
   if (bias) {
@@ -245,14 +249,14 @@ void WinogradConvolution::run(const float* x, const float* bias, const float* re
   if (tasks >= pool.size() && pool.size() > 1) {
     pool.parallel_for(tasks, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
-        run_band(t / bands_, t % bands_, x, b, y, nullptr);
+        run_band(t / bands_, t % bands_, x, b, y, nullptr, check);
         finish_band(t / bands_, t % bands_);
       }
     });
   } else {
     // Fewer bands than threads (small images): the GEMMs of each band share the pool instead.
     for (int64_t t = 0; t < tasks; ++t) {
-      run_band(t / bands_, t % bands_, x, b, y, &pool);
+      run_band(t / bands_, t % bands_, x, b, y, &pool, check);
       finish_band(t / bands_, t % bands_);
     }
   }

@@ -67,14 +67,15 @@ class WinogradConvolution {
                       int threads);
   // y = conv(x) + bias, then + residual, then activation (all optional; NCHW, no aliasing of x/y).
   void run(const float* x, const float* bias, const float* residual,
-           const primitives::UnaryParams& activation, float* y, ThreadPool& pool) const;
+           const primitives::UnaryParams& activation, float* y, ThreadPool& pool,
+           const primitives::GemmCheck* check = nullptr) const;
   WinogradVariant variant() const { return variant_; }
   // Multiply-add work of the batched GEMMs (x2), for reporting.
   double gemm_flops() const;
 
  private:
   void run_band(int64_t image, int64_t band, const float* x, const float* bias, float* y,
-                ThreadPool* gemm_pool) const;
+                ThreadPool* gemm_pool, const primitives::GemmCheck* check) const;
 
   WinogradProblem p_;
   WinogradVariant variant_;

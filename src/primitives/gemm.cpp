@@ -2,9 +2,13 @@
 // thread-pool split and the batch-reduce loop. The microkernels themselves live in gemm_<isa>.cpp.
 #include <algorithm>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
+#include <optional>
+#include <vector>
 #include <stdexcept>
 
+#include "primitives/gemm_check.h"
 #include "primitives/kernels.h"
 
 namespace tessera::primitives {
@@ -86,6 +90,87 @@ struct GemmProblem {
   int64_t ldc = 0;
   float beta = 0.f;
   const GemmEpilogue* epilogue = nullptr;
+  const GemmCheck* check = nullptr;  // ABFT; then the kernels store the raw product
+};
+
+thread_local std::vector<float> check_b_sums;      // panel row sums of a B block packed now
+thread_local std::vector<double> check_tile_state;  // per tile: reference and magnitude per row
+thread_local std::vector<double> check_row_state;   // global: per row sums, references, magnitudes
+
+// ABFT bookkeeping for one thread's range (see GemmCheck): what the checked driver keeps beside
+// the loops of run_range.
+struct RangeCheck {
+  const GemmProblem& p;
+  int64_t m_begin, m_end, n_begin, n_end, mr, nr;
+  bool global;
+  // global: sums of B's rows over the range's columns, and per row of the range the computed
+  // row sum of C, the reference and the magnitude.
+  std::vector<double> b_row_sum, b_row_abs_sum;
+  double *c_sum = nullptr, *reference = nullptr, *magnitude = nullptr;
+
+  RangeCheck(const GemmProblem& problem, int64_t mb, int64_t me, int64_t nb, int64_t ne, int64_t mr_, int64_t nr_)
+      : p(problem), m_begin(mb), m_end(me), n_begin(nb), n_end(ne), mr(mr_), nr(nr_),
+        global(problem.check->scheme == GemmCheckScheme::global) {
+    if (!global) return;
+    b_row_sum.assign(size_t(p.K), 0.0);
+    b_row_abs_sum.assign(size_t(p.K), 0.0);
+    const size_t rows = size_t(m_end - m_begin);
+    check_row_state.assign(3 * rows, 0.0);
+    c_sum = check_row_state.data();
+    reference = c_sum + rows;
+    magnitude = reference + rows;
+  }
+
+  // Adds the row sums of panels [first, first + count) of a B block (rows k0.. k0 + depth).
+  void add_b_rows(const float* sums, const float* abs_sums, int64_t stride, int64_t first, int64_t count,
+                  int64_t k0, int64_t depth) {
+    for (int64_t panel = first; panel < first + count; ++panel)
+      for (int64_t k = 0; k < depth; ++k) {
+        b_row_sum[size_t(k0 + k)] += sums[panel * stride + k];
+        b_row_abs_sum[size_t(k0 + k)] += abs_sums[panel * stride + k];
+      }
+  }
+
+  // Before a tile's first K block when beta != 0: the old C enters the checksum.
+  void add_old_c(double* ref, double* mag, const float* c, int rows, int cols) {
+    std::vector<double> sums(size_t(rows), 0.0), abs_sums(size_t(rows), 0.0);
+    detail::accumulate_row_sums(c, p.ldc, rows, cols, sums.data(), abs_sums.data());
+    for (int r = 0; r < rows; ++r) {
+      ref[r] += double(p.beta) * sums[size_t(r)];
+      mag[r] += std::fabs(double(p.beta)) * abs_sums[size_t(r)];
+    }
+  }
+
+  // After a tile's last K block: fault hook, then the thread-level check or the global row sums,
+  // then the epilogue.
+  void finish_tile(const GemmTileArgs& t, const double* ref, const double* mag) {
+    const GemmCheck& check = *p.check;
+    if (check.fault_hook) check.fault_hook(check.fault_context, t.row0, t.col0, t.rows, t.cols, t.c, t.ldc);
+    if (global) {
+      std::vector<double> unused(size_t(t.rows), 0.0);
+      detail::accumulate_row_sums(t.c, t.ldc, t.rows, t.cols, c_sum + (t.row0 - m_begin), unused.data());
+    } else {
+      double sums[64] = {}, abs_sums[64] = {};
+      detail::accumulate_row_sums(t.c, t.ldc, t.rows, t.cols, sums, abs_sums);
+      for (int r = 0; r < t.rows; ++r) detail::check_row(check, sums[r], ref[r], mag[r], p.K + t.cols);
+    }
+    if (p.epilogue) detail::apply_epilogue_tile(*p.epilogue, t.row0, t.col0, t.rows, t.cols, t.c, t.ldc);
+  }
+
+  // Global: after every tile, the references from a pass over A and the checks.
+  void finish_range() {
+    if (!global) return;
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      double ref = 0, mag = 0;
+      for (int64_t k = 0; k < p.K; ++k) {
+        const double a = double(p.alpha) * double(p.trans_a ? p.A[k * p.lda + m] : p.A[m * p.lda + k]);
+        ref += a * b_row_sum[size_t(k)];
+        mag += std::fabs(a) * b_row_abs_sum[size_t(k)];
+      }
+      const size_t i = size_t(m - m_begin);
+      detail::check_row(*p.check, c_sum[i], reference[i] + ref, magnitude[i] + mag, p.K + (n_end - n_begin));
+    }
+  }
 };
 
 thread_local ScratchBuffer packed_b_scratch;
@@ -168,8 +253,14 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
   args.b_row_stride = kPanelWidth;
   args.ldc = p.ldc;
 
+  std::optional<RangeCheck> check;
+  if (p.check) check.emplace(p, m_begin, m_end, n_begin, n_end, mr, nr);
+  const int64_t nc_tiles = (std::min(nc, n_end - n_begin) + nr - 1) / nr;
+  std::vector<float> tile_b_sum, tile_b_abs_sum;
+
   for (int64_t nc0 = n_begin; nc0 < n_end; nc0 += nc) {
     const int64_t nc_end = std::min(n_end, nc0 + nc);
+    if (check && !check->global) check_tile_state.assign(size_t(m_tiles * nc_tiles * mr * 2), 0.0);
     int64_t k0 = 0;
     do {  // at least once: K == 0 still stores beta * C plus the epilogue
       const int64_t depth = std::min(kc, p.K - k0);
@@ -190,7 +281,30 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
       args.b_vector_offset = kernel.vector_floats == kPanelWidth ? panel_stride : kernel.vector_floats;
       args.k = depth;
       args.beta = k0 == 0 ? p.beta : 1.f;
-      args.epilogue = k0 + depth >= p.K ? p.epilogue : nullptr;
+      const bool last_k_block = k0 + depth >= p.K;
+      // Checked: the kernel stores the raw product; RangeCheck::finish_tile applies the epilogue.
+      args.epilogue = last_k_block && !check ? p.epilogue : nullptr;
+      // Row sums of this block's B panels: sums[panel * sums_stride + k], panel 0 at b_origin.
+      const float *b_sums = nullptr, *b_abs_sums = nullptr;
+      int64_t sums_stride = 0;
+      if (check) {
+        const int64_t first_panel = (nc0 - b_origin) / kPanelWidth;
+        const int64_t block_panels = (nc_end - nc0 + kPanelWidth - 1) / kPanelWidth;
+        if (pack_b_now) {
+          check_b_sums.resize(size_t(2 * std::max<int64_t>(1, block_panels * depth)));
+          float* sums = check_b_sums.data();
+          detail::panel_row_sums(b_block, block_panels, panel_stride, kPanelWidth, depth, sums,
+                                 sums + block_panels * depth, depth);
+          b_sums = sums;
+          b_abs_sums = sums + block_panels * depth;
+          sums_stride = depth;
+        } else {
+          b_sums = p.packed_b->panel_row_sums() + k0;
+          b_abs_sums = p.packed_b->panel_row_abs_sums() + k0;
+          sums_stride = p.K;
+        }
+        if (check->global) check->add_b_rows(b_sums, b_abs_sums, sums_stride, first_panel, block_panels, k0, depth);
+      }
       for (int64_t mb = m_begin; mb < m_end; mb += mc) {
         const int64_t mb_end = std::min(m_end, mb + mc);
         if (depth > 0 && pack_a) {
@@ -211,7 +325,39 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
               const int64_t local = n0 - b_origin;
               b_pointer = b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
               args.c = p.C + m0 * p.ldc + n0;
+              if (!check) {
+                kernel.tile(args);
+                continue;
+              }
+              // Thread-level state of this tile: reference and magnitude per row.
+              double* ref = check->global ? nullptr
+                                          : check_tile_state.data() +
+                                                (((m0 - m_begin) / mr) * nc_tiles + (n0 - nc0) / nr) * mr * 2;
+              double* mag = ref ? ref + mr : nullptr;
+              if (k0 == 0 && p.beta != 0.f) {
+                if (check->global)
+                  check->add_old_c(check->reference + (m0 - m_begin), check->magnitude + (m0 - m_begin), args.c,
+                                   args.rows, args.cols);
+                else
+                  check->add_old_c(ref, mag, args.c, args.rows, args.cols);
+              }
               kernel.tile(args);
+              if (!check->global && depth > 0) {
+                // The tile's B columns are one panel, or two side by side.
+                const int64_t panel = local / kPanelWidth;
+                const bool two_panels = local % kPanelWidth + args.cols > kPanelWidth;
+                tile_b_sum.resize(size_t(depth));
+                tile_b_abs_sum.resize(size_t(depth));
+                for (int64_t k = 0; k < depth; ++k) {
+                  tile_b_sum[size_t(k)] = b_sums[panel * sums_stride + k] +
+                                          (two_panels ? b_sums[(panel + 1) * sums_stride + k] : 0.f);
+                  tile_b_abs_sum[size_t(k)] = b_abs_sums[panel * sums_stride + k] +
+                                              (two_panels ? b_abs_sums[(panel + 1) * sums_stride + k] : 0.f);
+                }
+                detail::accumulate_tile_reference(a_pointer, pack_a, p.lda, int(mr), args.rows, depth,
+                                                  tile_b_sum.data(), tile_b_abs_sum.data(), ref, mag);
+              }
+              if (last_k_block) check->finish_tile(args, ref, mag);
             }
           }
         }
@@ -219,6 +365,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
       k0 += depth;
     } while (k0 < p.K);
   }
+  if (check) check->finish_range();
 }
 
 // Splits C over the threads as a grid of tm row ranges x tn column ranges (tm * tn = threads),
@@ -228,6 +375,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
 // columns lets each thread pack only its own part of B.
 void run_gemm(const GemmProblem& p, ThreadPool* pool) {
   if (p.M <= 0 || p.N <= 0) return;
+  if (p.check && !p.check->counters) throw std::invalid_argument("gemm: a GemmCheck needs counters");
   const GemmKernel& kernel = detail::gemm_kernel(active_isa());
   if (kPanelWidth % kernel.vector_floats != 0 ||
       (kernel.nr > kPanelWidth && kernel.vector_floats != kPanelWidth) ||
@@ -309,7 +457,22 @@ PackedB::PackedB(int64_t K, int64_t N, const float* B, int64_t ldb, bool transpo
     }
     // Columns past N stay zero (allocate_floats clears), so kernels may read whole panels.
   }
+  row_sums_ = std::make_shared<RowSums>();
 }
+
+const PackedB::RowSums& PackedB::row_sums() const {
+  if (!row_sums_) throw std::invalid_argument("PackedB: not packed");
+  std::call_once(row_sums_->once, [&] {
+    const int64_t panels = panel_count();
+    row_sums_->sum.assign(size_t(std::max<int64_t>(1, panels * K_)), 0.f);
+    row_sums_->abs_sum.assign(size_t(std::max<int64_t>(1, panels * K_)), 0.f);
+    detail::panel_row_sums(data_.get(), panels, panel_stride_, panel_width_, K_, row_sums_->sum.data(),
+                           row_sums_->abs_sum.data(), K_);
+  });
+  return *row_sums_;
+}
+const float* PackedB::panel_row_sums() const { return row_sums().sum.data(); }
+const float* PackedB::panel_row_abs_sums() const { return row_sums().abs_sum.data(); }
 
 void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
                      const GemmEpilogue& epilogue, ThreadPool* pool) {
@@ -323,6 +486,7 @@ void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, f
   p.packed_b = &B;
   p.C = C;
   p.ldc = ldc;
+  p.check = epilogue.check;
   GemmEpilogue local = epilogue;
   // A residual that is C itself is just accumulation into C (and must not be read after the
   // first K block has overwritten C with partial sums).
@@ -356,6 +520,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   p.beta = beta;
   GemmEpilogue local;
   if (epilogue) {
+    p.check = epilogue->check;
     local = *epilogue;
     if (local.residual == C && local.ld_residual == ldc) {
       local.residual = nullptr;

@@ -2,8 +2,10 @@
 // unary, binary, reduction, transpose/pack) from which every operator is composed.
 // Each has an AVX-512, an AVX2 and a portable path, chosen at run time from CPUID.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "tessera/thread_pool.h"
@@ -57,6 +59,58 @@ void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, v
                   int64_t ld_dst, size_t element_size);
 
 // ---------------------------------------------------------------- GEMM
+// Algorithm-based fault tolerance (ABFT) on C = A * B: the row sums of C are compared with
+// references computed from the operands, (A (B 1)) per row, and a difference larger than a bound
+// from floating-point error analysis is a detection. Two schemes (Kosaian and Rashmi, SC'21):
+// - global: one check per row over the GEMM's columns (per thread's range), the reference made
+//   by a separate pass over A and the row sums of B; its cost does not grow with the FLOPs.
+// - thread: each register tile is checked when it is done, against a reference built from the
+//   tile's own A and B panels while they are still in L1; its cost is a fixed share of the FLOPs.
+// Both check the raw product before bias, residual and activation (which are then applied to
+// the tile while it is in L1), so no extra pass over C is made. Bound for a row of n terms:
+//   |sum(C row) - reference| <= safety * 2 * gamma(K + n + 2) * sum_k |a_k| sum_j |b_kj|,
+// gamma(m) = m u / (1 - m u), u = 2^-24: the error of the computed row (gamma_K per element,
+// gamma_n for the sum) plus that of the reference (gamma_{K+n}), each at most gamma(K+n) times
+// the same sum of magnitudes. docs/ABFT.md derives it.
+enum class GemmCheckScheme { global, thread };
+
+struct GemmCheckCounters {
+  std::atomic<int64_t> checks{0};      // row checksums compared
+  std::atomic<int64_t> detections{0};  // rows whose difference exceeded the bound
+  // The largest |difference| / bound among rows that passed: how close clean round-off came
+  // to the bound (its inverse is the margin reported by `tessera abft`).
+  std::atomic<float> worst_clean_ratio{0.f};
+  void record_clean_ratio(float ratio) {
+    float seen = worst_clean_ratio.load(std::memory_order_relaxed);
+    while (ratio > seen && !worst_clean_ratio.compare_exchange_weak(seen, ratio, std::memory_order_relaxed)) {
+    }
+  }
+  void reset() {
+    checks = 0;
+    detections = 0;
+    worst_clean_ratio = 0.f;
+  }
+};
+
+// Called with every register tile's raw product (after its last K block, before the check and the
+// epilogue): the fault injector's way to corrupt accumulators. The tile is rows x cols at c with
+// leading dimension ldc; (row0, col0) is its origin in the whole C. May run on any pool thread.
+using GemmFaultHook = void (*)(void* context, int64_t row0, int64_t col0, int rows, int cols, float* c,
+                               int64_t ldc);
+
+struct GemmCheck {
+  GemmCheckScheme scheme = GemmCheckScheme::global;
+  float safety_factor = 1.f;  // multiplies the bound
+  // 0: the rigorous bound above. lambda > 0: Higham and Mary's probabilistic bound, gamma(m)
+  // replaced by lambda sqrt(m) u + m u^2 (rounding errors as independent zero-mean variables;
+  // each check then exceeds it with probability at most 2 exp(-lambda^2 / 2)), sqrt(m) / lambda
+  // times tighter: small flips in long reductions are caught, at the risk the model carries.
+  float probabilistic_lambda = 0.f;
+  GemmCheckCounters* counters = nullptr;  // required
+  GemmFaultHook fault_hook = nullptr;
+  void* fault_context = nullptr;
+};
+
 // What to do with the product before it is stored (fused epilogue).
 // Applied in the microkernel's store step, on registers, after the last K block: no extra pass
 // over C. The residual may be C itself (same pointer and leading dimension: an in-place skip
@@ -67,6 +121,7 @@ struct GemmEpilogue {
   const float* residual = nullptr;         // residual[m * ld_residual + n] added after bias
   int64_t ld_residual = 0;
   UnaryParams activation;                  // applied last
+  const GemmCheck* check = nullptr;        // ABFT on the product (before bias, residual, activation)
 };
 
 // Batch-reduce GEMM, the core primitive: C[M,N] = (accumulate ? C : 0) + sum_b A_b[M,K] * B_b[K,N]
@@ -92,10 +147,20 @@ class PackedB {
   int64_t panel_count() const { return (N_ + panel_width_ - 1) / panel_width_; }
   int64_t panel_stride() const { return panel_stride_; }
   bool empty() const { return data_ == nullptr; }
+  // For ABFT: per panel p and row k, the sum and the sum of magnitudes of the panel's row k
+  // (at [p * K + k]); made on first use, then shared by copies.
+  const float* panel_row_sums() const;
+  const float* panel_row_abs_sums() const;
 
  private:
+  struct RowSums {
+    std::once_flag once;
+    std::vector<float> sum, abs_sum;
+  };
+  const RowSums& row_sums() const;
   int64_t K_ = 0, N_ = 0, panel_width_ = 0, panel_stride_ = 0;
   std::shared_ptr<float> data_;
+  std::shared_ptr<RowSums> row_sums_;
 };
 
 // C[M,N] = A[M,K] * B + epilogue, B pre-packed; parallel over the pool when given (tiles of

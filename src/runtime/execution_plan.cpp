@@ -14,6 +14,16 @@ Shape value_shape(const Value& v) {
   for (const Dim& d : v.dims) s.push_back(d.value);
   return s;
 }
+
+// Operators whose output 0 is input 0's bytes unchanged (under a new shape): their kernels are
+// copy_tensor_bytes, which does nothing when both sides are the same memory.
+bool is_byte_copy_operator(const Node& node) {
+  static const char* const kByteCopyOperators[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"};
+  if (!node.domain.empty()) return false;
+  for (const char* op : kByteCopyOperators)
+    if (node.op_type == op) return true;
+  return false;
+}
 }  // namespace
 
 ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool)
@@ -74,6 +84,7 @@ ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool)
   // Intermediates (produced by a step, not a graph output) share one arena.
   std::vector<BufferRequest> requests;
   std::vector<int> request_value;
+  std::vector<int> request_of_value(graph_.values.size(), -1);
   for (size_t v = 0; v < graph_.values.size(); ++v) {
     if (first_step[v] < 0 || is_graph_output_[v]) continue;
     const Value& value = graph_.values[v];
@@ -81,13 +92,29 @@ ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool)
     r.bytes = size_t(shape_numel(value_shape(value))) * dtype_size(value.dtype);
     r.first_step = first_step[v];
     r.last_step = std::max(last_step[v], first_step[v]);
+    request_of_value[v] = int(requests.size());
     requests.push_back(r);
     request_value.push_back(int(v));
+  }
+  // A byte-copy step's output shares its input's bytes: the copy then sees the same address on
+  // both sides and does nothing (copy_tensor_bytes), and the two tensors need one buffer. The
+  // input is still never changed, so a step can always be run again on it.
+  for (const Step& step : steps_) {
+    const Node& node = graph_.nodes[size_t(step.node_index)];
+    if (!is_byte_copy_operator(node) || node.inputs.empty() || node.outputs.empty()) continue;
+    int in = node.inputs[0], out = node.outputs[0];
+    if (in < 0 || out < 0 || request_of_value[size_t(in)] < 0 || request_of_value[size_t(out)] < 0) continue;
+    BufferRequest& output_request = requests[size_t(request_of_value[size_t(out)])];
+    if (output_request.bytes == requests[size_t(request_of_value[size_t(in)])].bytes)
+      output_request.same_buffer_as = request_of_value[size_t(in)];
   }
   MemoryPlan memory = plan_memory(requests);
   stats_.peak_activation_bytes = memory.arena_bytes;
   stats_.naive_activation_bytes = memory.naive_bytes;
-  arena_ = Storage::allocate(memory.arena_bytes);
+  stats_.activation_lower_bound_bytes = memory.live_bytes_lower_bound;
+  // Not zero-filled: every arena tensor is written by its step before it is read, so the pages
+  // are committed as the first run reaches them rather than all at plan time.
+  arena_ = Storage::allocate_uninitialized(memory.arena_bytes);
   for (size_t r = 0; r < requests.size(); ++r) {
     const Value& value = graph_.values[size_t(request_value[r])];
     tensors_[size_t(request_value[r])] = Tensor(value.dtype, value_shape(value), arena_, memory.offsets[r]);
@@ -137,9 +164,18 @@ std::map<std::string, Tensor> ExecutionPlan::run(const std::map<std::string, Ten
     for (int out : node.outputs) out_ptrs.push_back(out >= 0 ? &tensors_[size_t(out)] : nullptr);
     if (!observers.empty()) {
       StepInfo info{int(s), &node, steps_[s].flops, in_ptrs, out_ptrs};
-      for (auto* o : observers) o->before_step(info);
-      steps_[s].kernel->run(in_ptrs, out_ptrs, context);
-      for (auto* o : observers) o->after_step(info);
+      context.gemm_check = nullptr;
+      for (auto* o : observers)
+        if ((context.gemm_check = o->gemm_check(info))) break;
+      bool again = true;
+      while (again) {
+        for (auto* o : observers) o->before_step(info);
+        steps_[s].kernel->run(in_ptrs, out_ptrs, context);
+        for (auto* o : observers) o->after_step(info);
+        again = false;
+        for (auto* o : observers) again = o->rerun_step(info) || again;
+      }
+      context.gemm_check = nullptr;
     } else {
       steps_[s].kernel->run(in_ptrs, out_ptrs, context);
     }
@@ -153,6 +189,10 @@ std::map<std::string, Tensor> ExecutionPlan::run(const std::map<std::string, Ten
     result[v.name] = owned ? t : t.clone();
   }
   for (int id : graph_.inputs) tensors_[size_t(id)] = Tensor();
+  // The caller owns the outputs now; keeping them here would hold a second set alive while the
+  // next run allocates its own.
+  for (int o : graph_.outputs)
+    if (!graph_.values[size_t(o)].is_constant()) tensors_[size_t(o)] = Tensor();
   return result;
 }
 

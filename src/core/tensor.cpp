@@ -48,7 +48,7 @@ size_t physical_memory_bytes() {
 }
 }  // namespace
 
-std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+std::shared_ptr<Storage> Storage::allocate_uninitialized(size_t bytes) {
   // A request above the machine's memory comes from a corrupt model or input: refuse it with a
   // message instead of letting the kernel's OOM killer end the process.
   static const size_t memory_limit = physical_memory_bytes();
@@ -58,8 +58,14 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
   if (rounded == 0) rounded = kTensorAlignment;
   void* p = std::aligned_alloc(kTensorAlignment, rounded);
   if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
-  std::memset(p, 0, rounded);
   return std::shared_ptr<Storage>(new Storage(p, bytes, true));
+}
+
+std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+  std::shared_ptr<Storage> storage = allocate_uninitialized(bytes);
+  size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+  std::memset(storage->data(), 0, rounded == 0 ? kTensorAlignment : rounded);
+  return storage;
 }
 
 std::shared_ptr<Storage> Storage::borrow(void* data, size_t bytes) {

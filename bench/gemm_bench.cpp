@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <random>
+#include <array>
 #include <vector>
 
 #include "primitives/primitives.h"
@@ -139,6 +140,40 @@ void BM_Brgemm(benchmark::State& state) {
   set_gflops(state, 2.0 * double(M) * double(N) * double(K) * double(batch));
 }
 
+// ABFT cost: the general entry point (B packed per call, as weight-major convolutions run)
+// and the packed one (plan-time B, as pixel-major convolutions, Winograd and MatMul run), with
+// no check, the global check and the thread-level check (range(3): 0, 1, 2).
+void BM_GemmChecked(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const int scheme = int(state.range(3));
+  const bool plan_time_b = state.range(4) != 0;
+  const auto A = random_values(size_t(M * K), 1), B = random_values(size_t(K * N), 2);
+  std::vector<float> C(size_t(M * N));
+  const prim::PackedB packed(K, N, B.data(), N, false);
+  prim::GemmCheckCounters counters;
+  prim::GemmCheck check;
+  check.scheme = scheme == 2 ? prim::GemmCheckScheme::thread : prim::GemmCheckScheme::global;
+  check.counters = &counters;
+  prim::GemmEpilogue epilogue;
+  if (scheme) epilogue.check = &check;
+  for (auto _ : state) {
+    if (plan_time_b)
+      prim::gemm_packed_f32(M, A.data(), K, packed, C.data(), N, epilogue, nullptr);
+    else
+      prim::gemm_f32(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N, nullptr, &epilogue);
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * double(M) * double(N) * double(K));
+  state.SetLabel(scheme == 0 ? "off" : scheme == 1 ? "global" : "thread");
+}
+
+void checked_shapes(benchmark::internal::Benchmark* b) {
+  for (int plan_time_b : {0, 1})
+    for (auto shape : {std::array<int64_t, 3>{64, 3136, 256}, {256, 784, 128}, {256, 196, 1024},
+                       {49, 512, 4608}, {512, 512, 512}})
+      for (int scheme : {0, 1, 2}) b->Args({shape[0], shape[1], shape[2], scheme, plan_time_b});
+}
+
 void square_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t n : {256, 512, 1024, 2048}) b->Args({n, n, n});
 }
@@ -179,6 +214,10 @@ BENCHMARK(BM_Brgemm)
     ->Args({28, 128, 128})
     ->Args({196, 64, 64})
     ->ArgNames({"M", "N", "K"});
+BENCHMARK(BM_GemmChecked)
+    ->Apply(checked_shapes)
+    ->ArgNames({"M", "N", "K", "check", "planB"})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmPackedBiasRelu)
     ->Args({1024, 1024, 1024})
     ->Apply(skinny_shapes)

@@ -72,6 +72,16 @@ double row_bound(const std::vector<float>& A, const std::vector<float>& B, const
   return 2 * m / (1 - m) * magnitude;
 }
 
+// The same for column `col` over all M rows (the global check when B is packed per call).
+double column_bound(const std::vector<float>& A, const std::vector<float>& B, const Shape& s, int64_t col) {
+  double magnitude = 0;
+  for (int64_t k = 0; k < s.K; ++k)
+    for (int64_t i = 0; i < s.M; ++i)
+      magnitude += std::fabs(double(A[size_t(i * s.K + k)])) * std::fabs(double(B[size_t(k * s.N + col)]));
+  const double u = 1.0 / (1 << 24), m = double(s.K + s.M + 2) * u;
+  return 2 * m / (1 - m) * magnitude;
+}
+
 TEST(GemmCheck, CleanProductsAreUnchangedAndRaiseNoDetection) {
   for_each_isa([](Isa) {
     for (const Shape& s : kShapes) {
@@ -113,7 +123,8 @@ TEST(GemmCheck, CleanProductsAreUnchangedAndRaiseNoDetection) {
           }
         for (size_t i = 0; i < expected.size(); ++i) ASSERT_NEAR(actual[i], expected[i], 1e-5f * (1 + std::fabs(expected[i])));
         EXPECT_EQ(counters.detections.load(), 0);
-        EXPECT_GE(counters.checks.load(), 2 * s.M);
+        // Rows (plan-time B, thread tiles) or columns (B packed per call) of both calls.
+        EXPECT_GE(counters.checks.load(), 2 * std::min(s.M, s.N));
         EXPECT_LT(counters.worst_clean_ratio.load(), 1.f);
       }
     }
@@ -128,6 +139,7 @@ TEST(GemmCheck, EveryFlipAboveTheBoundIsDetectedByBothSchemes) {
       const auto A = random_vector(size_t(s.M * s.K), 11), B = random_vector(size_t(s.K * s.N), 12);
       const prim::PackedB packed(s.K, s.N, B.data(), s.N, false);
       for (GemmCheckScheme scheme : {GemmCheckScheme::global, GemmCheckScheme::thread}) {
+       for (bool plan_time_b : {true, false}) {
         for (int bit = 0; bit < 32; ++bit) {
           BitFlip flip;
           flip.row = int64_t(rng() % uint32_t(s.M));
@@ -142,12 +154,17 @@ TEST(GemmCheck, EveryFlipAboveTheBoundIsDetectedByBothSchemes) {
           prim::GemmEpilogue e;
           e.check = &check;
           std::vector<float> C(size_t(s.M * s.N));
-          prim::gemm_packed_f32(s.M, A.data(), s.K, packed, C.data(), s.N, e, nullptr);
+          if (plan_time_b)
+            prim::gemm_packed_f32(s.M, A.data(), s.K, packed, C.data(), s.N, e, nullptr);
+          else
+            prim::gemm_f32(false, false, s.M, s.N, s.K, 1.f, A.data(), s.K, B.data(), s.N, 0.f, C.data(), s.N,
+                           nullptr, &e);
           ASSERT_TRUE(flip.done);
           const double delta = std::fabs(double(flip.after) - double(flip.before));
-          // The thread scheme's row spans the flipped element's register tile; bounding it by the
-          // whole row's magnitude over-estimates the tile's, so "above" is certain for both.
-          const double bound = row_bound(A, B, s, flip.row, 0, s.N);
+          // Whole-row and whole-column magnitudes bound those of every scheme's check (a thread
+          // tile's row is part of the row), so "above" is certain for all of them.
+          const double bound =
+              std::max(row_bound(A, B, s, flip.row, 0, s.N), column_bound(A, B, s, flip.col));
           if (!std::isfinite(flip.after) || delta > 2.01 * bound) {
             EXPECT_EQ(counters.detections.load(), 1) << "bit " << bit << " delta " << delta << " bound " << bound;
             ++detected;
@@ -155,6 +172,7 @@ TEST(GemmCheck, EveryFlipAboveTheBoundIsDetectedByBothSchemes) {
             ++below;
           }
         }
+       }
       }
     }
     // High exponent bits always change the value by far more than round-off.

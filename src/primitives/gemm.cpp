@@ -93,82 +93,247 @@ struct GemmProblem {
   const GemmCheck* check = nullptr;  // ABFT; then the kernels store the raw product
 };
 
-thread_local std::vector<float> check_b_sums;      // panel row sums of a B block packed now
-thread_local std::vector<double> check_tile_state;  // per tile: reference and magnitude per row
-thread_local std::vector<double> check_row_state;   // global: per row sums, references, magnitudes
-
-// ABFT bookkeeping for one thread's range (see GemmCheck): what the checked driver keeps beside
-// the loops of run_range.
+// ABFT bookkeeping for one thread's range (see GemmCheck), kept beside the loops of run_range.
+// Thread-level: per register tile, row checksums against A_tile (B_tile 1), built while the tile
+// is computed (AVX-512: in the microkernel) and compared when it is done. Global: one check per
+// row or column of the range, whichever side's reference is cheap: rows when B was packed at plan
+// time (its row sums are made once), columns when B is packed now (the sums of A's columns are
+// one pass over A, and the reference is accumulated from each B block while it is in L2).
 struct RangeCheck {
+  enum class Mode { thread, global_rows, global_columns };
   const GemmProblem& p;
-  int64_t m_begin, m_end, n_begin, n_end, mr, nr;
-  bool global;
-  // global: sums of B's rows over the range's columns, and per row of the range the computed
-  // row sum of C, the reference and the magnitude.
-  std::vector<double> b_row_sum, b_row_abs_sum;
-  double *c_sum = nullptr, *reference = nullptr, *magnitude = nullptr;
+  const GemmKernel& kernel;
+  int64_t m_begin, m_end, n_begin, n_end;
+  Mode mode;
+  // thread: per register tile of the current column block, reference and magnitude per row.
+  std::vector<float> tile_state;
+  int64_t tile_state_columns = 0;  // register tiles per row of tile_state
+  // Sums of the current B block per register tile column (depth each), for the thread scheme.
+  std::vector<float> tile_b_sum, panel_sums;
+  // global_rows: B's row sums over the range's columns. global_columns: A's column sums.
+  std::vector<float> operand_sum, operand_abs_sum;
+  // Per checked line (row or column of the range): computed sum of C, reference, magnitude.
+  std::vector<float> c_sum, reference, magnitude;
+  detail::LocalCheckCounts counts;
+  // Thread-level bounds for full-width tiles and for the range's last, narrower one.
+  std::optional<detail::CheckBound> full_tile_bound, edge_tile_bound;
+  int edge_cols = 0;
 
-  RangeCheck(const GemmProblem& problem, int64_t mb, int64_t me, int64_t nb, int64_t ne, int64_t mr_, int64_t nr_)
-      : p(problem), m_begin(mb), m_end(me), n_begin(nb), n_end(ne), mr(mr_), nr(nr_),
-        global(problem.check->scheme == GemmCheckScheme::global) {
-    if (!global) return;
-    b_row_sum.assign(size_t(p.K), 0.0);
-    b_row_abs_sum.assign(size_t(p.K), 0.0);
-    const size_t rows = size_t(m_end - m_begin);
-    check_row_state.assign(3 * rows, 0.0);
-    c_sum = check_row_state.data();
-    reference = c_sum + rows;
-    magnitude = reference + rows;
-  }
-
-  // Adds the row sums of panels [first, first + count) of a B block (rows k0.. k0 + depth).
-  void add_b_rows(const float* sums, const float* abs_sums, int64_t stride, int64_t first, int64_t count,
-                  int64_t k0, int64_t depth) {
-    for (int64_t panel = first; panel < first + count; ++panel)
-      for (int64_t k = 0; k < depth; ++k) {
-        b_row_sum[size_t(k0 + k)] += sums[panel * stride + k];
-        b_row_abs_sum[size_t(k0 + k)] += abs_sums[panel * stride + k];
+  RangeCheck(const GemmProblem& problem, const GemmKernel& k, int64_t mb, int64_t me, int64_t nb, int64_t ne)
+      : p(problem), kernel(k), m_begin(mb), m_end(me), n_begin(nb), n_end(ne) {
+    if (p.check->scheme == GemmCheckScheme::thread) {
+      mode = Mode::thread;
+      full_tile_bound.emplace(*p.check, p.K + kernel.nr);
+      edge_cols = int((n_end - n_begin) % kernel.nr);
+      if (edge_cols) edge_tile_bound.emplace(*p.check, p.K + edge_cols);
+      return;
+    }
+    mode = p.packed_b ? Mode::global_rows : Mode::global_columns;
+    if (mode == Mode::global_rows) {
+      const int64_t rows = m_end - m_begin;
+      c_sum.assign(size_t(rows * kPanelWidth), 0.f);  // 16-lane partial sums per row
+      reference.assign(size_t(rows), 0.f);
+      magnitude.assign(size_t(rows), 0.f);
+      operand_sum.assign(size_t(p.K), 0.f);
+      operand_abs_sum.assign(size_t(p.K), 0.f);
+      const float* sums = p.packed_b->panel_row_sums();
+      const float* abs_sums = p.packed_b->panel_row_abs_sums();
+      for (int64_t panel = n_begin / kPanelWidth; panel * kPanelWidth < n_end; ++panel)
+        for (int64_t k = 0; k < p.K; ++k) {
+          operand_sum[size_t(k)] += sums[panel * p.K + k];
+          operand_abs_sum[size_t(k)] += abs_sums[panel * p.K + k];
+        }
+      return;
+    }
+    // Columns, padded to whole panels so a block's panels can be added without bounds checks.
+    const int64_t columns = (n_end - n_begin + kPanelWidth - 1) / kPanelWidth * kPanelWidth;
+    c_sum.assign(size_t(columns), 0.f);
+    reference.assign(size_t(columns), 0.f);
+    magnitude.assign(size_t(columns), 0.f);
+    operand_sum.assign(size_t(p.K), 0.f);
+    operand_abs_sum.assign(size_t(p.K), 0.f);
+    // The column sums of alpha A over the range's rows, one vector pass over A.
+    if (!p.trans_a) {
+      for (int64_t m = m_begin; m < m_end; ++m)
+        kernel.axpy2(p.K, p.A + m * p.lda, p.alpha, std::fabs(p.alpha), operand_sum.data(), operand_abs_sum.data());
+    } else {
+      const std::vector<float> ones(size_t(m_end - m_begin), 1.f);
+      for (int64_t k = 0; k < p.K; ++k) {
+        kernel.dot2(m_end - m_begin, p.A + k * p.lda + m_begin, ones.data(), ones.data(), &operand_sum[size_t(k)],
+                    &operand_abs_sum[size_t(k)]);
+        operand_sum[size_t(k)] *= p.alpha;
+        operand_abs_sum[size_t(k)] *= std::fabs(p.alpha);
       }
-  }
-
-  // Before a tile's first K block when beta != 0: the old C enters the checksum.
-  void add_old_c(double* ref, double* mag, const float* c, int rows, int cols) {
-    std::vector<double> sums(size_t(rows), 0.0), abs_sums(size_t(rows), 0.0);
-    detail::accumulate_row_sums(c, p.ldc, rows, cols, sums.data(), abs_sums.data());
-    for (int r = 0; r < rows; ++r) {
-      ref[r] += double(p.beta) * sums[size_t(r)];
-      mag[r] += std::fabs(double(p.beta)) * abs_sums[size_t(r)];
     }
   }
 
-  // After a tile's last K block: fault hook, then the thread-level check or the global row sums,
-  // then the epilogue.
-  void finish_tile(const GemmTileArgs& t, const double* ref, const double* mag) {
+  // A column block starts: thread-level tile state for its register tiles.
+  void begin_column_block(int64_t m_tiles, int64_t n_tiles) {
+    if (mode != Mode::thread) return;
+    tile_state_columns = n_tiles;
+    tile_state.assign(size_t(m_tiles * n_tiles * kernel.mr * 2), 0.f);
+  }
+
+  // A B block (rows k0 .. k0 + depth, columns nc0 .. nc_end) is ready in panels.
+  void add_b_block(const float* block, int64_t panel_stride, int64_t b_origin, int64_t k0, int64_t depth,
+                   int64_t nc0, int64_t nc_end) {
+    const int64_t first_panel = (nc0 - b_origin) / kPanelWidth;
+    const int64_t panels = (nc_end - nc0 + kPanelWidth - 1) / kPanelWidth;
+    if (mode == Mode::global_columns) {
+      kernel.column_reference(block + first_panel * panel_stride, panels, panel_stride, depth,
+                              operand_sum.data() + k0, operand_abs_sum.data() + k0,
+                              reference.data() + (nc0 - n_begin), magnitude.data() + (nc0 - n_begin));
+      return;
+    }
+    if (mode != Mode::thread || depth == 0) return;
+    // Per panel and k the row sums: made once for plan-time B, from the fresh block otherwise.
+    const float* sums;
+    int64_t stride, offset;
+    if (p.packed_b) {
+      sums = p.packed_b->panel_row_sums();
+      stride = p.K;
+      offset = first_panel * p.K + k0;
+    } else {
+      panel_sums.resize(size_t(2 * panels * depth));
+      kernel.panel_row_sums(block + first_panel * panel_stride, panels, panel_stride, depth, panel_sums.data(),
+                            panel_sums.data() + panels * depth);
+      sums = panel_sums.data();
+      stride = depth;
+      offset = 0;
+    }
+    // A register tile's B row sums are those of its panels added.
+    const int64_t panels_per_tile = kernel.nr / kPanelWidth;
+    const int64_t tiles = (panels + panels_per_tile - 1) / panels_per_tile;
+    tile_b_sum.assign(size_t(tiles * depth), 0.f);
+    for (int64_t panel = 0; panel < panels; ++panel) {
+      float* sum = tile_b_sum.data() + (panel / panels_per_tile) * depth;
+      const float* from = sums + offset + panel * stride;
+      for (int64_t k = 0; k < depth; ++k) sum[k] += from[k];
+    }
+  }
+
+  float* tile_reference(int64_t m0, int64_t n0, int64_t nc0) {
+    return tile_state.data() +
+           (((m0 - m_begin) / kernel.mr) * tile_state_columns + (n0 - nc0) / kernel.nr) * kernel.mr * 2;
+  }
+
+  // Sets up (fused) or completes (driver loop) the thread-level sums of one tile call.
+  void prepare_tile(GemmTileArgs& t, int64_t nc0) {
+    t.check_reference = nullptr;
+    if (mode != Mode::thread || !kernel.fused_check || t.k == 0) return;
+    float* ref = tile_reference(t.row0, t.col0, nc0);
+    t.check_b_sum = tile_b_sum.data() + ((t.col0 - nc0) / kernel.nr) * t.k;
+    t.check_reference = ref;
+  }
+  void after_tile_call(const GemmTileArgs& t, const float* packed_a, int64_t nc0) {
+    if (mode != Mode::thread || kernel.fused_check || t.k == 0) return;
+    float* ref = tile_reference(t.row0, t.col0, nc0);
+    kernel.tile_reference(packed_a, kernel.mr, t.rows, t.k, tile_b_sum.data() + ((t.col0 - nc0) / kernel.nr) * t.k,
+                          ref);
+  }
+
+  // Before a tile's first K block when beta != 0: the old C enters the checksums.
+  void add_old_c(const GemmTileArgs& t, int64_t nc0) {
+    const float beta = p.beta, abs_beta = std::fabs(p.beta);
+    for (int r = 0; r < t.rows; ++r) {
+      const float* row = t.c + r * t.ldc;
+      if (mode == Mode::global_columns) {
+        for (int j = 0; j < t.cols; ++j) {
+          reference[size_t(t.col0 - n_begin + j)] += beta * row[j];
+          magnitude[size_t(t.col0 - n_begin + j)] += abs_beta * std::fabs(row[j]);
+        }
+        continue;
+      }
+      float s = 0.f, a = 0.f;
+      for (int j = 0; j < t.cols; ++j) {
+        s += row[j];
+        a += std::fabs(row[j]);
+      }
+      if (mode == Mode::thread) {
+        float* ref = tile_reference(t.row0, t.col0, nc0);
+        ref[r] += beta * s;
+        ref[kernel.mr + r] += abs_beta * a;
+      } else {
+        reference[size_t(t.row0 - m_begin + r)] += beta * s;
+        magnitude[size_t(t.row0 - m_begin + r)] += abs_beta * a;
+      }
+    }
+  }
+
+  // After a tile's last K block: fault hook, then the thread-level check or the global sums, then
+  // the epilogue on the tile while it is in L1.
+  void finish_tile(const GemmTileArgs& t, int64_t nc0) {
     const GemmCheck& check = *p.check;
     if (check.fault_hook) check.fault_hook(check.fault_context, t.row0, t.col0, t.rows, t.cols, t.c, t.ldc);
-    if (global) {
-      std::vector<double> unused(size_t(t.rows), 0.0);
-      detail::accumulate_row_sums(t.c, t.ldc, t.rows, t.cols, c_sum + (t.row0 - m_begin), unused.data());
+    if (mode == Mode::global_columns) {
+      kernel.tile_column_sums(t.c, t.ldc, t.rows, t.cols, c_sum.data() + (t.col0 - n_begin));
+    } else if (mode == Mode::global_rows) {
+      kernel.tile_partial_row_sums(t.c, t.ldc, t.rows, t.cols, c_sum.data() + (t.row0 - m_begin) * kPanelWidth);
     } else {
-      double sums[64] = {}, abs_sums[64] = {};
-      detail::accumulate_row_sums(t.c, t.ldc, t.rows, t.cols, sums, abs_sums);
-      for (int r = 0; r < t.rows; ++r) detail::check_row(check, sums[r], ref[r], mag[r], p.K + t.cols);
+      const float* ref = mode == Mode::thread ? tile_reference(t.row0, t.col0, nc0) : nullptr;
+      float sums[64], abs_sums[64];
+      kernel.tile_row_sums(t.c, t.ldc, t.rows, t.cols, sums, abs_sums);
+      for (int r = 0; r < t.rows; ++r) {
+        // sum_j |C_rj| never exceeds the magnitude sum_k |a_rk| sum_j |b_kj| (plus the old C's),
+        // so a row within the bound made from it is within the true bound; only rows beyond it
+        // (errors, or rare heavy cancellation) pay for the magnitude from the operands.
+        const detail::CheckBound& bound =
+            t.cols == kernel.nr || !edge_tile_bound ? *full_tile_bound : *edge_tile_bound;
+        if (std::fabs(double(sums[r]) - double(ref[r])) <= bound(abs_sums[r]))
+          counts.check(sums[r], ref[r], bound(abs_sums[r]));
+        else
+          counts.check(sums[r], ref[r], bound(exact_magnitude(t.row0 + r, t.col0, t.cols) + ref[kernel.mr + r]));
+      }
     }
     if (p.epilogue) detail::apply_epilogue_tile(*p.epilogue, t.row0, t.col0, t.rows, t.cols, t.c, t.ldc);
   }
 
-  // Global: after every tile, the references from a pass over A and the checks.
-  void finish_range() {
-    if (!global) return;
-    for (int64_t m = m_begin; m < m_end; ++m) {
-      double ref = 0, mag = 0;
-      for (int64_t k = 0; k < p.K; ++k) {
-        const double a = double(p.alpha) * double(p.trans_a ? p.A[k * p.lda + m] : p.A[m * p.lda + k]);
-        ref += a * b_row_sum[size_t(k)];
-        mag += std::fabs(a) * b_row_abs_sum[size_t(k)];
+  // sum_k |alpha a(m, k)| sum_{j in [col0, col0 + cols)} |b(k, j)|, from the operands.
+  double exact_magnitude(int64_t m, int64_t col0, int cols) const {
+    double total = 0;
+    for (int64_t k = 0; k < p.K; ++k) {
+      const double a = std::fabs(double(p.alpha) * (p.trans_a ? p.A[k * p.lda + m] : p.A[m * p.lda + k]));
+      double b = 0;
+      for (int64_t j = col0; j < col0 + cols; ++j) {
+        if (p.packed_b)
+          b += std::fabs(p.packed_b->panel(j / kPanelWidth)[k * kPanelWidth + j % kPanelWidth]);
+        else
+          b += std::fabs(p.trans_b ? p.raw_b[j * p.ldb + k] : p.raw_b[k * p.ldb + j]);
       }
-      const size_t i = size_t(m - m_begin);
-      detail::check_row(*p.check, c_sum[i], reference[i] + ref, magnitude[i] + mag, p.K + (n_end - n_begin));
+      total += a * b;
+    }
+    return total;
+  }
+
+  // Global: the references' last part and the checks, after every tile of the range.
+  void finish_range() {
+    if (mode == Mode::global_columns) {
+      const detail::CheckBound bound(*p.check, p.K + (m_end - m_begin));
+      for (int64_t n = 0; n < n_end - n_begin; ++n)
+        counts.check(c_sum[size_t(n)], reference[size_t(n)], bound(magnitude[size_t(n)]));
+    }
+    if (mode == Mode::global_rows) finish_rows();
+    counts.flush(*p.check->counters);
+  }
+
+  void finish_rows() {
+    const detail::CheckBound bound(*p.check, p.K + (n_end - n_begin));
+    // reference[m] += alpha A_m . (B 1), magnitude[m] += |alpha| |A_m| . (|B| 1): vector passes.
+    const size_t rows = size_t(m_end - m_begin);
+    std::vector<float> ref(rows, 0.f), mag(rows, 0.f);
+    if (!p.trans_a) {
+      for (size_t i = 0; i < rows; ++i)
+        kernel.dot2(p.K, p.A + (m_begin + int64_t(i)) * p.lda, operand_sum.data(), operand_abs_sum.data(), &ref[i],
+                    &mag[i]);
+    } else {
+      for (int64_t k = 0; k < p.K; ++k)
+        kernel.axpy2(int64_t(rows), p.A + k * p.lda + m_begin, operand_sum[size_t(k)], operand_abs_sum[size_t(k)],
+                     ref.data(), mag.data());
+    }
+    for (size_t i = 0; i < rows; ++i) {
+      float computed = 0.f;
+      for (int64_t l = 0; l < kPanelWidth; ++l) computed += c_sum[i * kPanelWidth + size_t(l)];
+      counts.check(computed, reference[i] + p.alpha * ref[i], bound(magnitude[i] + std::fabs(p.alpha) * mag[i]));
     }
   }
 };
@@ -239,7 +404,9 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
   const int64_t m_tiles = (m_end - m_begin + mr - 1) / mr;
   const int64_t m_blocks = (m_tiles + kBlockMTiles - 1) / kBlockMTiles;
   const int64_t mc = (m_tiles + m_blocks - 1) / m_blocks * mr;  // even blocks, no sliver
-  const bool pack_a = should_pack_a(p, mr, (n_end - n_begin + nr - 1) / nr);
+  // The thread-level check reads k-slices of packed A micro-panels.
+  const bool pack_a = (p.check && p.check->scheme == GemmCheckScheme::thread) ||
+                      should_pack_a(p, mr, (n_end - n_begin + nr - 1) / nr);
   float* packed_a = pack_a ? packed_a_scratch.get(size_t(mc * kc)) : nullptr;
 
   const float* a_pointer = nullptr;
@@ -254,13 +421,11 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
   args.ldc = p.ldc;
 
   std::optional<RangeCheck> check;
-  if (p.check) check.emplace(p, m_begin, m_end, n_begin, n_end, mr, nr);
-  const int64_t nc_tiles = (std::min(nc, n_end - n_begin) + nr - 1) / nr;
-  std::vector<float> tile_b_sum, tile_b_abs_sum;
+  if (p.check) check.emplace(p, kernel, m_begin, m_end, n_begin, n_end);
 
   for (int64_t nc0 = n_begin; nc0 < n_end; nc0 += nc) {
     const int64_t nc_end = std::min(n_end, nc0 + nc);
-    if (check && !check->global) check_tile_state.assign(size_t(m_tiles * nc_tiles * mr * 2), 0.0);
+    if (check) check->begin_column_block(m_tiles, (nc_end - nc0 + nr - 1) / nr);
     int64_t k0 = 0;
     do {  // at least once: K == 0 still stores beta * C plus the epilogue
       const int64_t depth = std::min(kc, p.K - k0);
@@ -284,27 +449,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
       const bool last_k_block = k0 + depth >= p.K;
       // Checked: the kernel stores the raw product; RangeCheck::finish_tile applies the epilogue.
       args.epilogue = last_k_block && !check ? p.epilogue : nullptr;
-      // Row sums of this block's B panels: sums[panel * sums_stride + k], panel 0 at b_origin.
-      const float *b_sums = nullptr, *b_abs_sums = nullptr;
-      int64_t sums_stride = 0;
-      if (check) {
-        const int64_t first_panel = (nc0 - b_origin) / kPanelWidth;
-        const int64_t block_panels = (nc_end - nc0 + kPanelWidth - 1) / kPanelWidth;
-        if (pack_b_now) {
-          check_b_sums.resize(size_t(2 * std::max<int64_t>(1, block_panels * depth)));
-          float* sums = check_b_sums.data();
-          detail::panel_row_sums(b_block, block_panels, panel_stride, kPanelWidth, depth, sums,
-                                 sums + block_panels * depth, depth);
-          b_sums = sums;
-          b_abs_sums = sums + block_panels * depth;
-          sums_stride = depth;
-        } else {
-          b_sums = p.packed_b->panel_row_sums() + k0;
-          b_abs_sums = p.packed_b->panel_row_abs_sums() + k0;
-          sums_stride = p.K;
-        }
-        if (check->global) check->add_b_rows(b_sums, b_abs_sums, sums_stride, first_panel, block_panels, k0, depth);
-      }
+      if (check) check->add_b_block(b_block, panel_stride, b_origin, k0, depth, nc0, nc_end);
       for (int64_t mb = m_begin; mb < m_end; mb += mc) {
         const int64_t mb_end = std::min(m_end, mb + mc);
         if (depth > 0 && pack_a) {
@@ -329,35 +474,11 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
                 kernel.tile(args);
                 continue;
               }
-              // Thread-level state of this tile: reference and magnitude per row.
-              double* ref = check->global ? nullptr
-                                          : check_tile_state.data() +
-                                                (((m0 - m_begin) / mr) * nc_tiles + (n0 - nc0) / nr) * mr * 2;
-              double* mag = ref ? ref + mr : nullptr;
-              if (k0 == 0 && p.beta != 0.f) {
-                if (check->global)
-                  check->add_old_c(check->reference + (m0 - m_begin), check->magnitude + (m0 - m_begin), args.c,
-                                   args.rows, args.cols);
-                else
-                  check->add_old_c(ref, mag, args.c, args.rows, args.cols);
-              }
+              if (k0 == 0 && p.beta != 0.f) check->add_old_c(args, nc0);
+              check->prepare_tile(args, nc0);
               kernel.tile(args);
-              if (!check->global && depth > 0) {
-                // The tile's B columns are one panel, or two side by side.
-                const int64_t panel = local / kPanelWidth;
-                const bool two_panels = local % kPanelWidth + args.cols > kPanelWidth;
-                tile_b_sum.resize(size_t(depth));
-                tile_b_abs_sum.resize(size_t(depth));
-                for (int64_t k = 0; k < depth; ++k) {
-                  tile_b_sum[size_t(k)] = b_sums[panel * sums_stride + k] +
-                                          (two_panels ? b_sums[(panel + 1) * sums_stride + k] : 0.f);
-                  tile_b_abs_sum[size_t(k)] = b_abs_sums[panel * sums_stride + k] +
-                                              (two_panels ? b_abs_sums[(panel + 1) * sums_stride + k] : 0.f);
-                }
-                detail::accumulate_tile_reference(a_pointer, pack_a, p.lda, int(mr), args.rows, depth,
-                                                  tile_b_sum.data(), tile_b_abs_sum.data(), ref, mag);
-              }
-              if (last_k_block) check->finish_tile(args, ref, mag);
+              check->after_tile_call(args, a_pointer, nc0);
+              if (last_k_block) check->finish_tile(args, nc0);
             }
           }
         }
@@ -466,8 +587,8 @@ const PackedB::RowSums& PackedB::row_sums() const {
     const int64_t panels = panel_count();
     row_sums_->sum.assign(size_t(std::max<int64_t>(1, panels * K_)), 0.f);
     row_sums_->abs_sum.assign(size_t(std::max<int64_t>(1, panels * K_)), 0.f);
-    detail::panel_row_sums(data_.get(), panels, panel_stride_, panel_width_, K_, row_sums_->sum.data(),
-                           row_sums_->abs_sum.data(), K_);
+    detail::gemm_kernel(active_isa()).panel_row_sums(data_.get(), panels, panel_stride_, K_,
+                                                      row_sums_->sum.data(), row_sums_->abs_sum.data());
   });
   return *row_sums_;
 }

@@ -206,8 +206,55 @@ void tile_avx2(const GemmTileArgs& t) {
   }
 }
 
+// Thread-level ABFT sums of a packed micro-panel: its k-slices of up to 6 rows are one masked
+// vector each, so a check costs one load and one FMA per k next to the tile's twelve.
+void tile_reference_avx2(const float* a, int mr, int rows, int64_t depth, const float* b_sum, float* reference) {
+  if (rows > kLanes) return tile_reference_scalar(a, mr, rows, depth, b_sum, reference);
+  const __m256i mask = lanes_mask(rows);
+  __m256 ref = _mm256_setzero_ps();
+  for (int64_t k = 0; k < depth; ++k)
+    ref = _mm256_fmadd_ps(_mm256_maskload_ps(a + k * mr, mask), _mm256_set1_ps(b_sum[k]), ref);
+  _mm256_maskstore_ps(reference, mask, _mm256_add_ps(_mm256_maskload_ps(reference, mask), ref));
+}
+
+void dot2_avx2(int64_t n, const float* a, const float* x, const float* y, float* s, float* t) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 sum = _mm256_setzero_ps(), magnitude = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m256 v = _mm256_loadu_ps(a + i);
+    sum = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + i), sum);
+    magnitude = _mm256_fmadd_ps(_mm256_andnot_ps(sign, v), _mm256_loadu_ps(y + i), magnitude);
+  }
+  float lanes[kLanes], magnitude_lanes[kLanes];
+  _mm256_storeu_ps(lanes, sum);
+  _mm256_storeu_ps(magnitude_lanes, magnitude);
+  float tail_s, tail_t;
+  dot2_scalar(n - i, a + i, x + i, y + i, &tail_s, &tail_t);
+  for (int j = 0; j < kLanes; ++j) {
+    tail_s += lanes[j];
+    tail_t += magnitude_lanes[j];
+  }
+  *s = tail_s;
+  *t = tail_t;
+}
+
+void axpy2_avx2(int64_t n, const float* a, float s, float t, float* out1, float* out2) {
+  const __m256 sign = _mm256_set1_ps(-0.f), vs = _mm256_set1_ps(s), vt = _mm256_set1_ps(t);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m256 v = _mm256_loadu_ps(a + i);
+    _mm256_storeu_ps(out1 + i, _mm256_fmadd_ps(vs, v, _mm256_loadu_ps(out1 + i)));
+    _mm256_storeu_ps(out2 + i, _mm256_fmadd_ps(vt, _mm256_andnot_ps(sign, v), _mm256_loadu_ps(out2 + i)));
+  }
+  axpy2_scalar(n - i, a + i, s, t, out1 + i, out2 + i);
+}
+
 }  // namespace
 
-constinit const GemmKernel kGemmAvx2 = {kRows, kVectors* kLanes, kLanes, tile_avx2, pack_a_avx2};
+constinit const GemmKernel kGemmAvx2 = {kRows, kVectors* kLanes, kLanes, tile_avx2, pack_a_avx2, false,
+                                        tile_reference_avx2, panel_row_sums_scalar, column_reference_scalar,
+                                        dot2_avx2, axpy2_avx2, tile_column_sums_scalar,
+                                        tile_partial_row_sums_scalar, tile_row_sums_scalar};
 
 }  // namespace tessera::primitives::detail

@@ -22,9 +22,13 @@ inline __mmask16 lanes_mask(int count) {
 
 // Accumulates depth k of one (A, B) pair into acc. A is either a packed micro-panel
 // (a[kk * kRows + r]) or row-major (a[r * lda + kk]); B rows are b_row_stride apart.
-template <int ROWS, int NV, bool PACKED_A, bool MASK_B>
+// With CHECK (packed A only), the thread-level ABFT checksum rides along in a 29th accumulator:
+// each k-slice of the A micro-panel is one masked vector, so check += slice * b_sum[kk] is one
+// FMA beside the tile's 28, and the 32 registers still hold everything.
+template <int ROWS, int NV, bool PACKED_A, bool MASK_B, bool CHECK = false>
 inline void accumulate(__m512 (&acc)[ROWS][NV], const float* a, int64_t lda, const float* b,
-                       int64_t b_row_stride, int64_t b_vector_offset, int64_t k, __mmask16 last_mask) {
+                       int64_t b_row_stride, int64_t b_vector_offset, int64_t k, __mmask16 last_mask,
+                       const float* b_sum = nullptr, __m512* check = nullptr) {
 #pragma GCC unroll 4
   for (int64_t kk = 0; kk < k; ++kk) {
     __m512 bv[NV];
@@ -38,6 +42,9 @@ inline void accumulate(__m512 (&acc)[ROWS][NV], const float* a, int64_t lda, con
       const __m512 av = _mm512_set1_ps(PACKED_A ? a[r] : a[r * lda]);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+    if constexpr (CHECK) {
+      *check = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes_mask(ROWS), a), _mm512_set1_ps(b_sum[kk]), *check);
     }
     a += PACKED_A ? kRows : 1;
     b += b_row_stride;
@@ -73,7 +80,7 @@ inline void store(const GemmTileArgs& t, __m512 x, int r, int v, int last_count,
     _mm512_storeu_ps(c, x);
 }
 
-template <int ROWS, int NV, bool PACKED_A>
+template <int ROWS, int NV, bool PACKED_A, bool CHECK = false>
 void tile(const GemmTileArgs& t) {
   __m512 acc[ROWS][NV];
 #pragma GCC unroll 14
@@ -93,6 +100,16 @@ void tile(const GemmTileArgs& t) {
   const __mmask16 last_mask = lanes_mask(last_count);
   // Packed panels are zero padded past N; in-place B must not be read past the tile.
   const bool mask_b = !t.b_padded && last_count < kLanes;
+  if constexpr (CHECK) {
+    // Checked tiles come from the packed driver: one (A, B) pair, padded B.
+    __m512 check = _mm512_setzero_ps();
+    accumulate<ROWS, NV, true, false, true>(acc, t.a_batch[0] + t.a_offset, t.a_row_stride,
+                                            t.b_batch[0] + t.b_offset, t.b_row_stride, t.b_vector_offset, t.k,
+                                            last_mask, t.check_b_sum, &check);
+    const __mmask16 rows = lanes_mask(ROWS);
+    _mm512_mask_storeu_ps(t.check_reference, rows,
+                          _mm512_add_ps(_mm512_maskz_loadu_ps(rows, t.check_reference), check));
+  } else
   for (int64_t b = 0; b < t.batch; ++b) {
     const float* a = t.a_batch[b] + t.a_offset;
     const float* bp = t.b_batch[b] + t.b_offset;
@@ -201,15 +218,123 @@ void pack_a_avx512(const float* a, int64_t lda, bool transposed, int64_t rows, i
   }
 }
 
+// Row sums of 16-wide panels, 16 rows at a time: the rows are transposed in registers (as for
+// packing A) so that adding the 16 vectors gives the 16 row sums in one vector.
+void panel_row_sums_avx512(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                           float* sum, float* abs_sum) {
+  for (int64_t p = 0; p < panel_count; ++p) {
+    const float* panel = panels + p * panel_stride;
+    int64_t k = 0;
+    for (; k + 16 <= depth; k += 16) {
+      __m512 v[16], w[16];
+      for (int r = 0; r < 16; ++r) {
+        v[r] = _mm512_loadu_ps(panel + (k + r) * kLanes);
+        w[r] = _mm512_abs_ps(v[r]);
+      }
+      transpose16(v);
+      transpose16(w);
+      __m512 s = v[0], a = w[0];
+      for (int j = 1; j < 16; ++j) {
+        s = _mm512_add_ps(s, v[j]);
+        a = _mm512_add_ps(a, w[j]);
+      }
+      _mm512_storeu_ps(sum + p * depth + k, s);
+      _mm512_storeu_ps(abs_sum + p * depth + k, a);
+    }
+    for (; k < depth; ++k) {
+      const __m512 row = _mm512_loadu_ps(panel + k * kLanes);
+      sum[p * depth + k] = _mm512_reduce_add_ps(row);
+      abs_sum[p * depth + k] = _mm512_reduce_add_ps(_mm512_abs_ps(row));
+    }
+  }
+}
+
+// Global column reference: one panel row is one vector, two FMAs per row.
+void column_reference_avx512(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                             const float* a_sum, const float* a_abs_sum, float* reference, float* magnitude) {
+  for (int64_t p = 0; p < panel_count; ++p) {
+    const float* panel = panels + p * panel_stride;
+    __m512 ref = _mm512_loadu_ps(reference + p * kLanes), mag = _mm512_loadu_ps(magnitude + p * kLanes);
+    for (int64_t k = 0; k < depth; ++k) {
+      const __m512 row = _mm512_loadu_ps(panel + k * kLanes);
+      ref = _mm512_fmadd_ps(_mm512_set1_ps(a_sum[k]), row, ref);
+      mag = _mm512_fmadd_ps(_mm512_set1_ps(a_abs_sum[k]), _mm512_abs_ps(row), mag);
+    }
+    _mm512_storeu_ps(reference + p * kLanes, ref);
+    _mm512_storeu_ps(magnitude + p * kLanes, mag);
+  }
+}
+
+// Row sums of a finished tile of up to 14 x 32 (in L1): two masked vectors and one reduction per row.
+void tile_row_sums_avx512(const float* c, int64_t ldc, int rows, int cols, float* sums, float* abs_sums) {
+  const __mmask16 first = lanes_mask(cols), second = lanes_mask(cols - kLanes > 0 ? cols - kLanes : 0);
+  for (int r = 0; r < rows; ++r) {
+    const float* row = c + r * ldc;
+    const __m512 x = _mm512_maskz_loadu_ps(first, row);
+    __m512 s = x, a = _mm512_abs_ps(x);
+    if (cols > kLanes) {
+      const __m512 y = _mm512_maskz_loadu_ps(second, row + kLanes);
+      s = _mm512_add_ps(s, y);
+      a = _mm512_add_ps(a, _mm512_abs_ps(y));
+    }
+    for (int j = 2 * kLanes; j < cols; ++j) {  // wider tiles than 32: not made by this kernel
+      const __m512 z = _mm512_maskz_loadu_ps(1, row + j);
+      s = _mm512_add_ps(s, z);
+      a = _mm512_add_ps(a, _mm512_abs_ps(z));
+    }
+    sums[r] = _mm512_reduce_add_ps(s);
+    abs_sums[r] = _mm512_reduce_add_ps(a);
+  }
+}
+
+void tile_column_sums_avx512(const float* c, int64_t ldc, int rows, int cols, float* sums) {
+  for (int j = 0; j < cols; j += kLanes) {
+    const __mmask16 m = lanes_mask(cols - j);
+    __m512 s = _mm512_maskz_loadu_ps(m, sums + j);
+    for (int r = 0; r < rows; ++r) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, c + r * ldc + j));
+    _mm512_mask_storeu_ps(sums + j, m, s);
+  }
+}
+
+void tile_partial_row_sums_avx512(const float* c, int64_t ldc, int rows, int cols, float* partial) {
+  for (int r = 0; r < rows; ++r) {
+    __m512 s = _mm512_loadu_ps(partial + r * kLanes);
+    for (int j = 0; j < cols; j += kLanes) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lanes_mask(cols - j), c + r * ldc + j));
+    _mm512_storeu_ps(partial + r * kLanes, s);
+  }
+}
+
+void dot2_avx512(int64_t n, const float* a, const float* x, const float* y, float* s, float* t) {
+  __m512 sum = _mm512_setzero_ps(), magnitude = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const __mmask16 m = lanes_mask(int(n - i < kLanes ? n - i : kLanes));
+    const __m512 v = _mm512_maskz_loadu_ps(m, a + i);
+    sum = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m, x + i), sum);
+    magnitude = _mm512_fmadd_ps(_mm512_abs_ps(v), _mm512_maskz_loadu_ps(m, y + i), magnitude);
+  }
+  *s = _mm512_reduce_add_ps(sum);
+  *t = _mm512_reduce_add_ps(magnitude);
+}
+
+void axpy2_avx512(int64_t n, const float* a, float s, float t, float* out1, float* out2) {
+  const __m512 vs = _mm512_set1_ps(s), vt = _mm512_set1_ps(t);
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const __mmask16 m = lanes_mask(int(n - i < kLanes ? n - i : kLanes));
+    const __m512 v = _mm512_maskz_loadu_ps(m, a + i);
+    _mm512_mask_storeu_ps(out1 + i, m, _mm512_fmadd_ps(vs, v, _mm512_maskz_loadu_ps(m, out1 + i)));
+    _mm512_mask_storeu_ps(out2 + i, m, _mm512_fmadd_ps(vt, _mm512_abs_ps(v), _mm512_maskz_loadu_ps(m, out2 + i)));
+  }
+}
+
 using TileFn = void (*)(const GemmTileArgs&);
 
 // One instantiation per row count, so edge tiles keep their loops fully unrolled. Plain arrays:
 // library templates instantiated here could be the copy the linker keeps for baseline code.
-template <bool PACKED_A, int NV, typename Sequence>
+template <bool PACKED_A, int NV, typename Sequence, bool CHECK = false>
 struct RowTiles;
-template <bool PACKED_A, int NV, int... R>
-struct RowTiles<PACKED_A, NV, std::integer_sequence<int, R...>> {
-  static constexpr TileFn by_rows[sizeof...(R)] = {&tile<R + 1, NV, PACKED_A>...};
+template <bool PACKED_A, int NV, int... R, bool CHECK>
+struct RowTiles<PACKED_A, NV, std::integer_sequence<int, R...>, CHECK> {
+  static constexpr TileFn by_rows[sizeof...(R)] = {&tile<R + 1, NV, PACKED_A, CHECK>...};
 };
 using AllRows = std::make_integer_sequence<int, kRows>;
 
@@ -217,7 +342,9 @@ void tile_avx512(const GemmTileArgs& t) {
   if (t.rows <= 0 || t.cols <= 0) return;
   const int index = t.rows - 1;
   const bool two = t.cols > kLanes;
-  if (t.a_packed) {
+  if (t.check_reference) {
+    (two ? RowTiles<true, 2, AllRows, true>::by_rows : RowTiles<true, 1, AllRows, true>::by_rows)[index](t);
+  } else if (t.a_packed) {
     (two ? RowTiles<true, 2, AllRows>::by_rows : RowTiles<true, 1, AllRows>::by_rows)[index](t);
   } else {
     (two ? RowTiles<false, 2, AllRows>::by_rows : RowTiles<false, 1, AllRows>::by_rows)[index](t);
@@ -226,6 +353,10 @@ void tile_avx512(const GemmTileArgs& t) {
 
 }  // namespace
 
-constinit const GemmKernel kGemmAvx512 = {kRows, kVectors* kLanes, kLanes, tile_avx512, pack_a_avx512};
+constinit const GemmKernel kGemmAvx512 = {kRows,          kVectors* kLanes,       kLanes,
+                                          tile_avx512,    pack_a_avx512,          true,
+                                          tile_reference_scalar, panel_row_sums_avx512, column_reference_avx512,
+                                          dot2_avx512,    axpy2_avx512,           tile_column_sums_avx512,
+                                          tile_partial_row_sums_avx512,           tile_row_sums_avx512};
 
 }  // namespace tessera::primitives::detail

@@ -1,31 +1,38 @@
-// The pieces of GEMM ABFT the driver (gemm.cpp) calls: panel row sums of B, per-tile references
-// from A, row sums of finished tiles, the bound test, and the epilogue applied after a check.
+// The pieces of GEMM ABFT the driver (gemm.cpp) calls besides the per-ISA checksum loops: the
+// bound test (docs/ABFT.md) and the epilogue applied to a tile after its check.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "primitives/primitives.h"
 
 namespace tessera::primitives::detail {
 
-// For each of `panels` panels of width `width` (panel_stride floats apart) and each of its
-// `depth` rows: sum[p * sum_stride + k] and abs_sum[...] of the row's values.
-void panel_row_sums(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t width,
-                    int64_t depth, float* sum, float* abs_sum, int64_t sum_stride);
+// The ABFT bound for `terms` (K plus the summed line's length) as a factor of the magnitude, plus
+// an absolute floor: bound = factor * magnitude + floor (docs/ABFT.md).
+struct CheckBound {
+  double factor = 0, floor = 0;
+  CheckBound(const GemmCheck& check, int64_t terms);
+  double operator()(double magnitude) const { return factor * magnitude + floor; }
+};
 
-// reference[r] += sum_k a(r, k) * b_sum[k] and magnitude[r] += sum_k |a(r, k)| * b_abs_sum[k]
-// for r < rows, k < depth, where a(r, k) = a[k * mr + r] when packed (k-major micro-panel),
-// else a[r * lda + k]. Accumulates in double: the reference must be far more accurate than the
-// bound it is held to.
-void accumulate_tile_reference(const float* a, bool packed, int64_t lda, int mr, int rows, int64_t depth,
-                               const float* b_sum, const float* b_abs_sum, double* reference,
-                               double* magnitude);
-
-// sums[r] += sum_j c[r * ldc + j] and abs_sums[r] += sum_j |c[r * ldc + j]| for j < cols.
-void accumulate_row_sums(const float* c, int64_t ldc, int rows, int cols, double* sums, double* abs_sums);
-
-// Compares one row checksum and counts it; true when the difference exceeds the bound.
-// `terms`: K plus the number of summed columns.
-bool check_row(const GemmCheck& check, double computed, double reference, double magnitude, int64_t terms);
+// Counts kept by one thread's range and added to the shared atomics once, at its end.
+struct LocalCheckCounts {
+  int64_t checks = 0, detections = 0;
+  float worst_clean_ratio = 0;
+  // Compares one checksum; true when |computed - reference| exceeds the bound (NaN included).
+  bool check(double computed, double reference, double bound) {
+    ++checks;
+    const double difference = std::fabs(computed - reference);
+    if (!(difference <= bound)) {
+      ++detections;
+      return true;
+    }
+    if (bound > 0 && difference / bound > worst_clean_ratio) worst_clean_ratio = float(difference / bound);
+    return false;
+  }
+  void flush(GemmCheckCounters& counters) const;
+};
 
 // Applies the epilogue (bias, residual, activation) to a finished tile in place; the same
 // operations in the same order as the microkernels' fused store.

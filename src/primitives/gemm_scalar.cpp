@@ -48,6 +48,84 @@ void pack_a_rows4(const float* a, int64_t lda, bool transposed, int64_t rows, in
 
 }  // namespace
 
+void tile_reference_scalar(const float* a, int mr, int rows, int64_t depth, const float* b_sum, float* reference) {
+  float ref[64] = {};
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* column = a + k * mr;
+    for (int r = 0; r < rows; ++r) ref[r] += column[r] * b_sum[k];
+  }
+  for (int r = 0; r < rows; ++r) reference[r] += ref[r];
+}
+
+void panel_row_sums_scalar(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                           float* sum, float* abs_sum) {
+  for (int64_t p = 0; p < panel_count; ++p)
+    for (int64_t k = 0; k < depth; ++k) {
+      const float* row = panels + p * panel_stride + k * kCols;
+      float s = 0.f, a = 0.f;
+      for (int j = 0; j < kCols; ++j) {
+        s += row[j];
+        a += row[j] < 0 ? -row[j] : row[j];
+      }
+      sum[p * depth + k] = s;
+      abs_sum[p * depth + k] = a;
+    }
+}
+
+void column_reference_scalar(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                             const float* a_sum, const float* a_abs_sum, float* reference, float* magnitude) {
+  for (int64_t p = 0; p < panel_count; ++p) {
+    float* ref = reference + p * kCols;
+    float* mag = magnitude + p * kCols;
+    for (int64_t k = 0; k < depth; ++k) {
+      const float* row = panels + p * panel_stride + k * kCols;
+      for (int j = 0; j < kCols; ++j) {
+        ref[j] += a_sum[k] * row[j];
+        mag[j] += a_abs_sum[k] * (row[j] < 0 ? -row[j] : row[j]);
+      }
+    }
+  }
+}
+
+void tile_row_sums_scalar(const float* c, int64_t ldc, int rows, int cols, float* sums, float* abs_sums) {
+  for (int r = 0; r < rows; ++r) {
+    float s = 0.f, a = 0.f;
+    for (int j = 0; j < cols; ++j) {
+      s += c[r * ldc + j];
+      a += c[r * ldc + j] < 0 ? -c[r * ldc + j] : c[r * ldc + j];
+    }
+    sums[r] = s;
+    abs_sums[r] = a;
+  }
+}
+
+void tile_column_sums_scalar(const float* c, int64_t ldc, int rows, int cols, float* sums) {
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < cols; ++j) sums[j] += c[r * ldc + j];
+}
+
+void tile_partial_row_sums_scalar(const float* c, int64_t ldc, int rows, int cols, float* partial) {
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < cols; ++j) partial[r * 16 + j % 16] += c[r * ldc + j];
+}
+
+void dot2_scalar(int64_t n, const float* a, const float* x, const float* y, float* s, float* t) {
+  float sum = 0.f, magnitude = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    sum += a[i] * x[i];
+    magnitude += (a[i] < 0 ? -a[i] : a[i]) * y[i];
+  }
+  *s = sum;
+  *t = magnitude;
+}
+
+void axpy2_scalar(int64_t n, const float* a, float s, float t, float* out1, float* out2) {
+  for (int64_t i = 0; i < n; ++i) {
+    out1[i] += s * a[i];
+    out2[i] += t * (a[i] < 0 ? -a[i] : a[i]);
+  }
+}
+
 void pack_a_scalar(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth, float alpha,
                    float* out, int mr) {
   for (int64_t i0 = 0; i0 < rows; i0 += mr) {
@@ -67,6 +145,9 @@ void pack_a_scalar(const float* a, int64_t lda, bool transposed, int64_t rows, i
   }
 }
 
-constinit const GemmKernel kGemmScalar = {kRows, kCols, kCols, tile_scalar, pack_a_rows4};
+constinit const GemmKernel kGemmScalar = {kRows, kCols, kCols, tile_scalar, pack_a_rows4, false,
+                                          tile_reference_scalar, panel_row_sums_scalar, column_reference_scalar,
+                                          dot2_scalar, axpy2_scalar, tile_column_sums_scalar,
+                                          tile_partial_row_sums_scalar, tile_row_sums_scalar};
 
 }  // namespace tessera::primitives::detail

@@ -57,7 +57,17 @@ struct GemmTileArgs {
   float beta = 0.f;
   const GemmEpilogue* epilogue = nullptr;
   int64_t row0 = 0, col0 = 0;
+  // Thread-level ABFT (set only with packed A): per k of this call the sum of the tile's B row
+  // (check_b_sum[kk]); the kernel adds sum_kk a(r, kk) * b_sum[kk] to check_reference[r] while
+  // it accumulates the tile (GemmKernel::fused_check), else the driver calls
+  // GemmKernel::tile_reference after the tile.
+  const float* check_b_sum = nullptr;
+  float* check_reference = nullptr;
 };
+
+// The same sums as the fused check, over a packed A micro-panel (a[kk * mr + r]), after the tile.
+using TileReferenceFn = void (*)(const float* a, int mr, int rows, int64_t depth, const float* b_sum,
+                                 float* reference);
 
 // Packs rows x depth of alpha * op(A) into micro-panels of mr rows, k-major: element (i, k)
 // goes to out[(i / mr) * depth * mr + k * mr + i % mr]. op(A)(i, k) is a[i * lda + k], or
@@ -71,7 +81,40 @@ struct GemmKernel {
   int vector_floats;  // columns per vector register
   void (*tile)(const GemmTileArgs& args);
   PackAFn pack_a;
+  bool fused_check;  // tile() computes the thread-level ABFT sums itself
+  TileReferenceFn tile_reference;
+  // ABFT over packed B panels (16 wide, panel_stride apart, depth rows): per panel and row the
+  // sum and the sum of magnitudes (sum[p * depth + k]); and the global column reference,
+  // reference[p * 16 + j] += sum_k a_sum[k] b(k, j), magnitude likewise with magnitudes.
+  void (*panel_row_sums)(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                         float* sum, float* abs_sum);
+  void (*column_reference)(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                           const float* a_sum, const float* a_abs_sum, float* reference, float* magnitude);
+  // The global check's passes over A: s = sum_i a[i] x[i] and t = sum_i |a[i]| y[i] (dot2);
+  // out1[i] += s * a[i] and out2[i] += t * |a[i]| (axpy2).
+  void (*dot2)(int64_t n, const float* a, const float* x, const float* y, float* s, float* t);
+  void (*axpy2)(int64_t n, const float* a, float s, float t, float* out1, float* out2);
+  // Global checks over a finished tile (from L1), without horizontal sums: column sums
+  // sums[j] += sum_r c[r * ldc + j]; and per row 16-lane partial row sums
+  // partial[r * 16 + l] += sum_{j = l mod 16} c[r * ldc + j], reduced once per row at the end.
+  void (*tile_column_sums)(const float* c, int64_t ldc, int rows, int cols, float* sums);
+  void (*tile_partial_row_sums)(const float* c, int64_t ldc, int rows, int cols, float* partial);
+  // sums[r] = sum_j c[r * ldc + j] and abs_sums[r] = sum_j |c[r * ldc + j]| for r < rows,
+  // j < cols (a finished tile, read back from L1).
+  void (*tile_row_sums)(const float* c, int64_t ldc, int rows, int cols, float* sums, float* abs_sums);
 };
+
+// The portable ABFT sums, which the vector tables use where they have none of their own.
+void panel_row_sums_scalar(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                           float* sum, float* abs_sum);
+void column_reference_scalar(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
+                             const float* a_sum, const float* a_abs_sum, float* reference, float* magnitude);
+void tile_row_sums_scalar(const float* c, int64_t ldc, int rows, int cols, float* sums, float* abs_sums);
+void tile_column_sums_scalar(const float* c, int64_t ldc, int rows, int cols, float* sums);
+void tile_partial_row_sums_scalar(const float* c, int64_t ldc, int rows, int cols, float* partial);
+void dot2_scalar(int64_t n, const float* a, const float* x, const float* y, float* s, float* t);
+void axpy2_scalar(int64_t n, const float* a, float s, float t, float* out1, float* out2);
+void tile_reference_scalar(const float* a, int mr, int rows, int64_t depth, const float* b_sum, float* reference);
 
 // The portable A packing, which the vector packers use for their edges.
 void pack_a_scalar(const float* a, int64_t lda, bool transposed, int64_t rows, int64_t depth, float alpha,

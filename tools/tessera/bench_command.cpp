@@ -19,6 +19,7 @@ void add_bench_command(CLI::App& app) {
     std::string model, trace;
     std::vector<std::string> inputs, shapes;
     int threads = 0, iters = 20, warmup = 3;
+    AbftFlags abft;
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("bench", "Time repeated runs: median and p90 latency, throughput");
@@ -29,11 +30,14 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-i,--input", options->inputs, "NAME=FILE.npy (default: seeded random inputs)");
   cmd->add_option("--shape", options->shapes, "NAME=DIMS for random inputs with symbolic dims (default 1)");
   cmd->add_option("--trace", options->trace, "write a per-operator Chrome trace (JSON) of the timed runs");
+  add_abft_flags(cmd, options->abft);
   cmd->callback([options] {
     Graph graph = load_onnx_model(options->model);
     auto [inputs, shapes] = timing_inputs(graph, options->inputs, options->shapes);
     Session session(std::move(graph), SessionOptions{options->threads});
     session.prepare(shapes);
+    auto abft = make_abft_monitor(options->abft, session.thread_pool().size());
+    if (abft) session.add_observer(abft.get());
     for (int i = 0; i < options->warmup; ++i) session.run(inputs);
     ChromeTraceRecorder trace;
     if (!options->trace.empty()) session.add_observer(&trace);
@@ -60,6 +64,7 @@ void add_bench_command(CLI::App& app) {
     std::cout << fmt::format("median {:.2f} ms  p90 {:.2f} ms  min {:.2f} ms\n", median, percentile(0.9), sorted.front());
     std::cout << fmt::format("throughput {:.2f} inferences/s  {:.2f} GFLOP/s\n", 1000.0 / median,
                              stats.total_flops / (median * 1e6));
+    if (abft) print_abft_summary(*abft, std::cout);
     if (!options->trace.empty()) {
       trace.write(options->trace);
       std::cout << "trace: " << options->trace << " (" << trace.event_count() << " events)\n";

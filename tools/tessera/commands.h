@@ -3,8 +3,12 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <map>
+#include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
+
+#include "reliability/abft.h"
 
 #include "tessera/graph.h"
 #include "tessera/tensor.h"
@@ -16,6 +20,18 @@ void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_machine_command(CLI::App& app);
 void add_profile_command(CLI::App& app);
+void add_abft_command(CLI::App& app);
+
+// --abft, --abft-action, --abft-lambda, --abft-tuned on run, bench and profile.
+struct AbftFlags {
+  std::string policy = "off", action = "correct", tuned_file;
+  double lambda = 8;
+};
+void add_abft_flags(CLI::App* cmd, AbftFlags& flags);
+// nullptr for --abft off; `threads` picks the roof whose balance point `auto` uses.
+std::unique_ptr<reliability::AbftMonitor> make_abft_monitor(const AbftFlags& flags, int threads);
+// The report action's messages and the counters, one line.
+void print_abft_summary(const reliability::AbftMonitor& monitor, std::ostream& out);
 
 // "NAME=FILE.npy" pairs into tensors.
 std::map<std::string, Tensor> read_named_inputs(const std::vector<std::string>& pairs);

@@ -20,6 +20,7 @@ void add_profile_command(CLI::App& app) {
     std::vector<std::string> inputs, shapes;
     int threads = 0, iters = 10, warmup = 3;
     bool refresh = false;
+    AbftFlags abft;
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd =
@@ -40,6 +41,7 @@ void add_profile_command(CLI::App& app) {
       "--cache", options->cache,
       "machine ceilings cache (default: $TESSERA_MACHINE_CACHE, else ~/.cache/tessera/machine.json)");
   cmd->add_flag("--refresh", options->refresh, "measure the machine ceilings again");
+  add_abft_flags(cmd, options->abft);
   cmd->callback([options] {
     Graph graph = load_onnx_model(options->model);
     auto [inputs, shapes] = timing_inputs(graph, options->inputs, options->shapes);
@@ -52,12 +54,15 @@ void add_profile_command(CLI::App& app) {
 
     Session session(std::move(graph), SessionOptions{options->threads});
     session.prepare(shapes);
+    auto abft = make_abft_monitor(options->abft, session.thread_pool().size());
+    if (abft) session.add_observer(abft.get());
     analysis::ProfileOptions profile_options;
     profile_options.warmup = options->warmup;
     profile_options.iterations = options->iters;
     analysis::ModelProfile profile = analysis::profile_session(session, inputs, profile_options, ceilings);
     profile.model = options->model;
     std::cout << analysis::profile_to_table(profile);
+    if (abft) print_abft_summary(*abft, std::cout);
     if (!options->json.empty()) {
       analysis::write_text_file(options->json, analysis::profile_to_json(profile) + "\n");
       std::cout << "json: " << options->json << "\n";

@@ -13,6 +13,7 @@ void add_run_command(CLI::App& app) {
     std::string model, output_dir;
     std::vector<std::string> inputs;
     int threads = 0;
+    AbftFlags abft;
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("run", "Run a model on .npy inputs; write outputs as .npy");
@@ -20,10 +21,14 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("-i,--input", options->inputs, "NAME=FILE.npy for each graph input");
   cmd->add_option("-o,--output-dir", options->output_dir, "folder for <output name>.npy files")->required();
   cmd->add_option("--threads", options->threads, "worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  add_abft_flags(cmd, options->abft);
   cmd->callback([options] {
     Session session = Session::from_file(options->model, SessionOptions{options->threads});
     auto inputs = read_named_inputs(options->inputs);
+    auto abft = make_abft_monitor(options->abft, session.thread_pool().size());
+    if (abft) session.add_observer(abft.get());
     auto outputs = session.run(inputs);
+    if (abft) print_abft_summary(*abft, std::cerr);
     std::filesystem::create_directories(options->output_dir);
     for (const auto& [name, tensor] : outputs) {
       // Output names become file names: keep them inside the output folder.

@@ -142,11 +142,12 @@ def main():
             t = row[("tessera", measure)][0]
             ort = [row[(label, measure)][0] for label, _, _ in ORT_CONFIGS]
             print(f"| {row['model']} | {mb(t)} | " + " | ".join(mb(o) for o in ort) + f" | {t / min(ort):.2f} |")
-    spreads = [(row["model"], key, value[1]) for row in rows for key, value in row.items()
-               if key != "model" and value[1] > 0]
-    worst = max(spreads, key=lambda s: s[2]) if spreads else None
-    print(f"\nSpread (max - min) over {args.repeats} repeats: largest "
-          + (f"{mb(worst[2])} MB ({worst[0]}, {worst[1][0]} {worst[1][1]})" if worst else "0"))
+    print(f"\nSpread (max - min) over {args.repeats} repeats, largest of any model and engine:")
+    for measure in ("planned", "heap", "rss"):
+        spreads = [(value[1], row["model"], key[0]) for row in rows for key, value in row.items()
+                   if key != "model" and key[1] == measure]
+        spread, model, engine = max(spreads)
+        print(f"- {measure}: {mb(spread)} MB ({model}, {engine})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -177,6 +178,78 @@ TEST(GemmCheck, EveryFlipAboveTheBoundIsDetectedByBothSchemes) {
     }
     // High exponent bits always change the value by far more than round-off.
     EXPECT_GT(detected, below / 4);
+  });
+}
+
+// Several flips at once: adjacent bit pairs and triples in one element, and one flip in each of
+// several elements of the same tile (the spatial patterns of a struck register file).
+struct MultiFlip {
+  std::vector<std::pair<int, int>> elements;  // (row, col) within the first tile seen
+  std::vector<int> bits;
+  bool done = false;
+  std::vector<double> deltas;  // per element: |after - before|
+  static void hook(void* context, int64_t row0, int64_t col0, int rows, int cols, float* c, int64_t ldc) {
+    auto* f = static_cast<MultiFlip*>(context);
+    if (f->done || row0 != 0 || col0 != 0) return;
+    f->done = true;
+    for (auto [r, j] : f->elements) {
+      float* v = c + (r % rows) * ldc + (j % cols);
+      const float before = *v;
+      uint32_t bits;
+      std::memcpy(&bits, v, 4);
+      for (int b : f->bits) bits ^= 1u << b;
+      std::memcpy(v, &bits, 4);
+      f->deltas.push_back(std::fabs(double(*v) - double(before)));
+    }
+  }
+};
+
+TEST(GemmCheck, MultipleFlipsAboveTheBoundAreDetected) {
+  for_each_isa([](Isa) {
+    const Shape s{64, 96, 200};
+    const auto A = random_vector(size_t(s.M * s.K), 21), B = random_vector(size_t(s.K * s.N), 22);
+    const prim::PackedB packed(s.K, s.N, B.data(), s.N, false);
+    std::mt19937 rng(5);
+    int detected = 0;
+    for (GemmCheckScheme scheme : {GemmCheckScheme::global, GemmCheckScheme::thread}) {
+      for (int trial = 0; trial < 60; ++trial) {
+        MultiFlip flip;
+        const int first_bit = int(rng() % 30);
+        const int width = 2 + trial % 2;  // adjacent pairs and triples
+        for (int b = 0; b < width && first_bit + b < 32; ++b) flip.bits.push_back(first_bit + b);
+        const int elements = trial < 30 ? 1 : 2 + int(rng() % 3);
+        for (int e = 0; e < elements; ++e) flip.elements.push_back({int(rng() % 4), int(rng() % 16)});
+        GemmCheckCounters counters;
+        GemmCheck check;
+        check.scheme = scheme;
+        check.counters = &counters;
+        check.fault_hook = &MultiFlip::hook;
+        check.fault_context = &flip;
+        prim::GemmEpilogue e;
+        e.check = &check;
+        std::vector<float> C(size_t(s.M * s.N));
+        prim::gemm_packed_f32(s.M, A.data(), s.K, packed, C.data(), s.N, e, nullptr);
+        ASSERT_TRUE(flip.done);
+        // Flips in different rows are checked separately: one above twice its row's and column's
+        // bound must be detected whatever the others did (distinct elements, same row: their
+        // changes could cancel, so only the single-element and distinct-row cases are asserted).
+        bool must_detect = false;
+        std::set<int> rows;
+        bool distinct_rows = true;
+        for (auto [r, j] : flip.elements) distinct_rows = rows.insert(r).second && distinct_rows;
+        for (size_t i = 0; i < flip.elements.size(); ++i) {
+          const auto [r, j] = flip.elements[i];
+          const double bound = std::max(row_bound(A, B, s, r, 0, s.N), column_bound(A, B, s, j));
+          if ((distinct_rows || flip.elements.size() == 1) && (!std::isfinite(flip.deltas[i]) || flip.deltas[i] > 2.01 * bound))
+            must_detect = true;
+        }
+        if (must_detect) {
+          EXPECT_GE(counters.detections.load(), 1) << "trial " << trial;
+          ++detected;
+        }
+      }
+    }
+    EXPECT_GT(detected, 20);
   });
 }
 

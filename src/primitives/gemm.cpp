@@ -105,15 +105,29 @@ struct RangeCheck {
   const GemmKernel& kernel;
   int64_t m_begin, m_end, n_begin, n_end;
   Mode mode;
-  // thread: per register tile of the current column block, reference and magnitude per row.
-  std::vector<float> tile_state;
+  // The buffers live per thread and only grow (assign reuses their capacity): a GEMM call, which
+  // may be one of a Winograd convolution's 36 small ones, allocates nothing.
+  struct Buffers {
+    // thread: per register tile of the current column block, reference and old C's magnitude.
+    std::vector<float> tile_state;
+    // Sums of the current B block per register tile column (depth each), and per panel.
+    std::vector<float> tile_b_sum, panel_sums;
+    // global_rows: B's row sums over the range's columns. global_columns: A's column sums.
+    std::vector<float> operand_sum, operand_abs_sum;
+    // Per checked line (row or column of the range): computed sum of C, reference, magnitude.
+    std::vector<float> c_sum, reference, magnitude;
+    std::vector<float> line_reference, line_magnitude, ones;
+  };
+  static Buffers& buffers() {
+    thread_local Buffers b;
+    return b;
+  }
+  Buffers& b = buffers();
+  std::vector<float>& tile_state = b.tile_state;
   int64_t tile_state_columns = 0;  // register tiles per row of tile_state
-  // Sums of the current B block per register tile column (depth each), for the thread scheme.
-  std::vector<float> tile_b_sum, panel_sums;
-  // global_rows: B's row sums over the range's columns. global_columns: A's column sums.
-  std::vector<float> operand_sum, operand_abs_sum;
-  // Per checked line (row or column of the range): computed sum of C, reference, magnitude.
-  std::vector<float> c_sum, reference, magnitude;
+  std::vector<float>&tile_b_sum = b.tile_b_sum, &panel_sums = b.panel_sums;
+  std::vector<float>&operand_sum = b.operand_sum, &operand_abs_sum = b.operand_abs_sum;
+  std::vector<float>&c_sum = b.c_sum, &reference = b.reference, &magnitude = b.magnitude;
   detail::LocalCheckCounts counts;
   // Thread-level bounds for full-width tiles and for the range's last, narrower one.
   std::optional<detail::CheckBound> full_tile_bound, edge_tile_bound;
@@ -134,6 +148,11 @@ struct RangeCheck {
       c_sum.assign(size_t(rows * kPanelWidth), 0.f);  // 16-lane partial sums per row
       reference.assign(size_t(rows), 0.f);
       magnitude.assign(size_t(rows), 0.f);
+      if (n_begin == 0 && n_end == p.N) {  // the whole of B: its row sums were made with it
+        operand_sum.assign(p.packed_b->row_sums_all(), p.packed_b->row_sums_all() + p.K);
+        operand_abs_sum.assign(p.packed_b->row_abs_sums_all(), p.packed_b->row_abs_sums_all() + p.K);
+        return;
+      }
       operand_sum.assign(size_t(p.K), 0.f);
       operand_abs_sum.assign(size_t(p.K), 0.f);
       const float* sums = p.packed_b->panel_row_sums();
@@ -157,7 +176,8 @@ struct RangeCheck {
       for (int64_t m = m_begin; m < m_end; ++m)
         kernel.axpy2(p.K, p.A + m * p.lda, p.alpha, std::fabs(p.alpha), operand_sum.data(), operand_abs_sum.data());
     } else {
-      const std::vector<float> ones(size_t(m_end - m_begin), 1.f);
+      std::vector<float>& ones = b.ones;
+      ones.assign(size_t(m_end - m_begin), 1.f);
       for (int64_t k = 0; k < p.K; ++k) {
         kernel.dot2(m_end - m_begin, p.A + k * p.lda + m_begin, ones.data(), ones.data(), &operand_sum[size_t(k)],
                     &operand_abs_sum[size_t(k)]);
@@ -285,7 +305,16 @@ struct RangeCheck {
           counts.check(sums[r], ref[r], bound(exact_magnitude(t.row0 + r, t.col0, t.cols) + ref[kernel.mr + r]));
       }
     }
-    if (p.epilogue) detail::apply_epilogue_tile(*p.epilogue, t.row0, t.col0, t.rows, t.cols, t.c, t.ldc);
+    if (p.epilogue) {
+      // The microkernel's own store applies the epilogue: with depth 0 and beta 1 it loads the
+      // tile, adds bias and residual, runs the activation on registers and stores.
+      GemmTileArgs store = t;
+      store.k = 0;
+      store.beta = 1.f;
+      store.epilogue = p.epilogue;
+      store.check_reference = nullptr;
+      kernel.tile(store);
+    }
   }
 
   // sum_k |alpha a(m, k)| sum_{j in [col0, col0 + cols)} |b(k, j)|, from the operands.
@@ -320,7 +349,9 @@ struct RangeCheck {
     const detail::CheckBound bound(*p.check, p.K + (n_end - n_begin));
     // reference[m] += alpha A_m . (B 1), magnitude[m] += |alpha| |A_m| . (|B| 1): vector passes.
     const size_t rows = size_t(m_end - m_begin);
-    std::vector<float> ref(rows, 0.f), mag(rows, 0.f);
+    std::vector<float>&ref = b.line_reference, &mag = b.line_magnitude;
+    ref.assign(rows, 0.f);
+    mag.assign(rows, 0.f);
     if (!p.trans_a) {
       for (size_t i = 0; i < rows; ++i)
         kernel.dot2(p.K, p.A + (m_begin + int64_t(i)) * p.lda, operand_sum.data(), operand_abs_sum.data(), &ref[i],
@@ -589,11 +620,20 @@ const PackedB::RowSums& PackedB::row_sums() const {
     row_sums_->abs_sum.assign(size_t(std::max<int64_t>(1, panels * K_)), 0.f);
     detail::gemm_kernel(active_isa()).panel_row_sums(data_.get(), panels, panel_stride_, K_,
                                                       row_sums_->sum.data(), row_sums_->abs_sum.data());
+    row_sums_->total.assign(size_t(std::max<int64_t>(1, K_)), 0.f);
+    row_sums_->abs_total.assign(size_t(std::max<int64_t>(1, K_)), 0.f);
+    for (int64_t panel = 0; panel < panels; ++panel)
+      for (int64_t k = 0; k < K_; ++k) {
+        row_sums_->total[size_t(k)] += row_sums_->sum[size_t(panel * K_ + k)];
+        row_sums_->abs_total[size_t(k)] += row_sums_->abs_sum[size_t(panel * K_ + k)];
+      }
   });
   return *row_sums_;
 }
 const float* PackedB::panel_row_sums() const { return row_sums().sum.data(); }
 const float* PackedB::panel_row_abs_sums() const { return row_sums().abs_sum.data(); }
+const float* PackedB::row_sums_all() const { return row_sums().total.data(); }
+const float* PackedB::row_abs_sums_all() const { return row_sums().abs_total.data(); }
 
 void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
                      const GemmEpilogue& epilogue, ThreadPool* pool) {

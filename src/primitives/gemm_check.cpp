@@ -1,5 +1,5 @@
-// GEMM ABFT helpers: the error bound and the epilogue applied after a check. The checksum loops
-// themselves are per ISA, in the GemmKernel tables (gemm_<isa>.cpp).
+// GEMM ABFT helpers: the error bound and the per-thread counts. The checksum loops themselves are
+// per ISA, in the GemmKernel tables (gemm_<isa>.cpp).
 #include "primitives/gemm_check.h"
 
 #include <cmath>
@@ -24,27 +24,6 @@ void LocalCheckCounts::flush(GemmCheckCounters& counters) const {
   counters.checks.fetch_add(checks, std::memory_order_relaxed);
   if (detections) counters.detections.fetch_add(detections, std::memory_order_relaxed);
   counters.record_clean_ratio(worst_clean_ratio);
-}
-
-void apply_epilogue_tile(const GemmEpilogue& e, int64_t row0, int64_t col0, int rows, int cols, float* c,
-                         int64_t ldc) {
-  for (int r = 0; r < rows; ++r) {
-    float* row = c + r * ldc;
-    const int64_t m = row0 + r;
-    if (e.bias_per_column) {
-      const float* bias = e.bias_per_column + col0;
-      for (int j = 0; j < cols; ++j) row[j] += bias[j];
-    }
-    if (e.bias_per_row) {
-      const float bias = e.bias_per_row[m];
-      for (int j = 0; j < cols; ++j) row[j] += bias;
-    }
-    if (e.residual) {
-      const float* residual = e.residual + m * e.ld_residual + col0;
-      for (int j = 0; j < cols; ++j) row[j] += residual[j];
-    }
-    if (e.activation.kind != UnaryKind::identity) unary_f32(e.activation, cols, row, row);
-  }
 }
 
 }  // namespace tessera::primitives::detail

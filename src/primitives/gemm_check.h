@@ -1,5 +1,5 @@
 // The pieces of GEMM ABFT the driver (gemm.cpp) calls besides the per-ISA checksum loops: the
-// bound test (docs/ABFT.md) and the epilogue applied to a tile after its check.
+// bound (docs/ABFT.md) and the counts a thread keeps before adding them to the shared ones.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -33,10 +33,5 @@ struct LocalCheckCounts {
   }
   void flush(GemmCheckCounters& counters) const;
 };
-
-// Applies the epilogue (bias, residual, activation) to a finished tile in place; the same
-// operations in the same order as the microkernels' fused store.
-void apply_epilogue_tile(const GemmEpilogue& epilogue, int64_t row0, int64_t col0, int rows, int cols, float* c,
-                         int64_t ldc);
 
 }  // namespace tessera::primitives::detail

@@ -151,11 +151,14 @@ class PackedB {
   // (at [p * K + k]); made on first use, then shared by copies.
   const float* panel_row_sums() const;
   const float* panel_row_abs_sums() const;
+  // The same over all panels: B's row sums and row sums of magnitudes (K each).
+  const float* row_sums_all() const;
+  const float* row_abs_sums_all() const;
 
  private:
   struct RowSums {
     std::once_flag once;
-    std::vector<float> sum, abs_sum;
+    std::vector<float> sum, abs_sum, total, abs_total;
   };
   const RowSums& row_sums() const;
   int64_t K_ = 0, N_ = 0, panel_width_ = 0, panel_stride_ = 0;

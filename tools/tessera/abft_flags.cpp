@@ -50,7 +50,7 @@ void print_abft_summary(const reliability::AbftMonitor& monitor, std::ostream& o
   for (const std::string& line : monitor.reports()) out << line << "\n";
   out << "abft " << reliability::abft_policy_name(monitor.options().policy) << ": " << monitor.checks()
       << " row checks, " << monitor.detections() << " detections, " << monitor.recomputations()
-      << " recomputations\n";
+      << " recomputations, worst clean |difference| / bound " << monitor.worst_clean_ratio() << "\n";
 }
 
 }  // namespace tessera::cli

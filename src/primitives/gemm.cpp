@@ -126,6 +126,9 @@ struct RangeCheck {
   std::vector<float>& tile_state = b.tile_state;
   int64_t tile_state_columns = 0;  // register tiles per row of tile_state
   std::vector<float>&tile_b_sum = b.tile_b_sum, &panel_sums = b.panel_sums;
+  // The current B block's row sums per register tile: tile i's at tile_sums + i * stride.
+  const float* tile_sums = nullptr;
+  int64_t tile_sums_stride = 0;
   std::vector<float>&operand_sum = b.operand_sum, &operand_abs_sum = b.operand_abs_sum;
   std::vector<float>&c_sum = b.c_sum, &reference = b.reference, &magnitude = b.magnitude;
   detail::LocalCheckCounts counts;
@@ -206,30 +209,25 @@ struct RangeCheck {
       return;
     }
     if (mode != Mode::thread || depth == 0) return;
-    // Per panel and k the row sums: made once for plan-time B, from the fresh block otherwise.
-    const float* sums;
-    int64_t stride, offset;
-    if (p.packed_b) {
-      sums = p.packed_b->panel_row_sums();
-      stride = p.K;
-      offset = first_panel * p.K + k0;
-    } else {
-      panel_sums.resize(size_t(2 * panels * depth));
-      kernel.panel_row_sums(block + first_panel * panel_stride, panels, panel_stride, depth, panel_sums.data(),
-                            panel_sums.data() + panels * depth);
-      sums = panel_sums.data();
-      stride = depth;
-      offset = 0;
+    if (p.packed_b) {  // made with B at plan time, read in place
+      tile_sums_stride = p.K;
+      tile_sums = p.packed_b->tile_row_sums(kernel.nr) + ((nc0 - b_origin) / kernel.nr) * p.K + k0;
+      return;
     }
-    // A register tile's B row sums are those of its panels added.
+    // From the fresh block: per panel and k, then a register tile's are those of its panels added.
+    panel_sums.resize(size_t(2 * panels * depth));
+    kernel.panel_row_sums(block + first_panel * panel_stride, panels, panel_stride, depth, panel_sums.data(),
+                          panel_sums.data() + panels * depth);
     const int64_t panels_per_tile = kernel.nr / kPanelWidth;
     const int64_t tiles = (panels + panels_per_tile - 1) / panels_per_tile;
     tile_b_sum.assign(size_t(tiles * depth), 0.f);
     for (int64_t panel = 0; panel < panels; ++panel) {
       float* sum = tile_b_sum.data() + (panel / panels_per_tile) * depth;
-      const float* from = sums + offset + panel * stride;
+      const float* from = panel_sums.data() + panel * depth;
       for (int64_t k = 0; k < depth; ++k) sum[k] += from[k];
     }
+    tile_sums = tile_b_sum.data();
+    tile_sums_stride = depth;
   }
 
   float* tile_reference(int64_t m0, int64_t n0, int64_t nc0) {
@@ -242,13 +240,13 @@ struct RangeCheck {
     t.check_reference = nullptr;
     if (mode != Mode::thread || !kernel.fused_check || t.k == 0) return;
     float* ref = tile_reference(t.row0, t.col0, nc0);
-    t.check_b_sum = tile_b_sum.data() + ((t.col0 - nc0) / kernel.nr) * t.k;
+    t.check_b_sum = tile_sums + ((t.col0 - nc0) / kernel.nr) * tile_sums_stride;
     t.check_reference = ref;
   }
   void after_tile_call(const GemmTileArgs& t, const float* packed_a, int64_t nc0) {
     if (mode != Mode::thread || kernel.fused_check || t.k == 0) return;
     float* ref = tile_reference(t.row0, t.col0, nc0);
-    kernel.tile_reference(packed_a, kernel.mr, t.rows, t.k, tile_b_sum.data() + ((t.col0 - nc0) / kernel.nr) * t.k,
+    kernel.tile_reference(packed_a, kernel.mr, t.rows, t.k, tile_sums + ((t.col0 - nc0) / kernel.nr) * tile_sums_stride,
                           ref);
   }
 
@@ -620,6 +618,9 @@ const PackedB::RowSums& PackedB::row_sums() const {
     row_sums_->abs_sum.assign(size_t(std::max<int64_t>(1, panels * K_)), 0.f);
     detail::gemm_kernel(active_isa()).panel_row_sums(data_.get(), panels, panel_stride_, K_,
                                                       row_sums_->sum.data(), row_sums_->abs_sum.data());
+    row_sums_->pair_sum.assign(size_t(std::max<int64_t>(1, (panels + 1) / 2 * K_)), 0.f);
+    for (int64_t panel = 0; panel < panels; ++panel)
+      for (int64_t k = 0; k < K_; ++k) row_sums_->pair_sum[size_t((panel / 2) * K_ + k)] += row_sums_->sum[size_t(panel * K_ + k)];
     row_sums_->total.assign(size_t(std::max<int64_t>(1, K_)), 0.f);
     row_sums_->abs_total.assign(size_t(std::max<int64_t>(1, K_)), 0.f);
     for (int64_t panel = 0; panel < panels; ++panel)
@@ -633,6 +634,11 @@ const PackedB::RowSums& PackedB::row_sums() const {
 const float* PackedB::panel_row_sums() const { return row_sums().sum.data(); }
 const float* PackedB::panel_row_abs_sums() const { return row_sums().abs_sum.data(); }
 const float* PackedB::row_sums_all() const { return row_sums().total.data(); }
+const float* PackedB::tile_row_sums(int width) const {
+  if (width == panel_width_) return row_sums().sum.data();
+  if (width == 2 * panel_width_) return row_sums().pair_sum.data();
+  throw std::invalid_argument("PackedB::tile_row_sums: tiles of one or two panels only");
+}
 const float* PackedB::row_abs_sums_all() const { return row_sums().abs_total.data(); }
 
 void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,

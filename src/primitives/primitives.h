@@ -151,6 +151,9 @@ class PackedB {
   // (at [p * K + k]); made on first use, then shared by copies.
   const float* panel_row_sums() const;
   const float* panel_row_abs_sums() const;
+  // Row sums over register tiles of `width` columns (16: one panel, 32: two side by side), at
+  // [tile * K + k]: the thread-level check reads them in place.
+  const float* tile_row_sums(int width) const;
   // The same over all panels: B's row sums and row sums of magnitudes (K each).
   const float* row_sums_all() const;
   const float* row_abs_sums_all() const;
@@ -158,7 +161,7 @@ class PackedB {
  private:
   struct RowSums {
     std::once_flag once;
-    std::vector<float> sum, abs_sum, total, abs_total;
+    std::vector<float> sum, abs_sum, total, abs_total, pair_sum;
   };
   const RowSums& row_sums() const;
   int64_t K_ = 0, N_ = 0, panel_width_ = 0, panel_stride_ = 0;

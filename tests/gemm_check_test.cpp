@@ -253,6 +253,47 @@ TEST(GemmCheck, MultipleFlipsAboveTheBoundAreDetected) {
   });
 }
 
+// Column sums of A given by the caller (constant weights) serve the global column check.
+TEST(GemmCheck, CallerColumnSumsOfAServeTheGlobalCheck) {
+  for_each_isa([](Isa) {
+    const Shape s{40, 150, 300};
+    const auto A = random_vector(size_t(s.M * s.K), 31), B = random_vector(size_t(s.K * s.N), 32);
+    std::vector<float> sums(size_t(s.K)), abs_sums(size_t(s.K));
+    for (int64_t m = 0; m < s.M; ++m)
+      for (int64_t k = 0; k < s.K; ++k) {
+        sums[size_t(k)] += A[size_t(m * s.K + k)];
+        abs_sums[size_t(k)] += std::fabs(A[size_t(m * s.K + k)]);
+      }
+    for (int bit : {-1, 30, 27}) {
+      BitFlip flip;
+      flip.row = 7;
+      flip.col = 100;
+      flip.bit = bit < 0 ? 0 : bit;
+      GemmCheckCounters counters;
+      GemmCheck check;
+      check.counters = &counters;
+      if (bit >= 0) {
+        check.fault_hook = &BitFlip::hook;
+        check.fault_context = &flip;
+      }
+      prim::GemmEpilogue e;
+      e.check = &check;
+      e.check_a_column_sums = sums.data();
+      e.check_a_column_abs_sums = abs_sums.data();
+      std::vector<float> C(size_t(s.M * s.N));
+      prim::gemm_f32(false, false, s.M, s.N, s.K, 1.f, A.data(), s.K, B.data(), s.N, 0.f, C.data(), s.N, nullptr, &e);
+      EXPECT_EQ(counters.checks.load(), s.N);
+      if (bit < 0) {
+        EXPECT_EQ(counters.detections.load(), 0);
+      } else {
+        const double bound = column_bound(A, B, s, flip.col);
+        if (std::fabs(double(flip.after) - double(flip.before)) > 2.01 * bound || !std::isfinite(flip.after))
+          EXPECT_EQ(counters.detections.load(), 1) << "bit " << bit;
+      }
+    }
+  });
+}
+
 TEST(GemmCheck, ThreadPoolSplitsCheckEveryRow) {
   tessera::ThreadPool pool(2);
   const Shape s{200, 300, 150};

@@ -4,6 +4,7 @@
 #include "ops/conv.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -114,6 +115,20 @@ class ConvKernel : public Kernel {
       for (int64_t grp = 0; grp < d_.groups; ++grp)
         packed_weights_.emplace_back(k, cout, w + grp * cout * k, k, true);
     }
+    if ((algorithm_ == ConvAlgorithm::pointwise || algorithm_ == ConvAlgorithm::im2col) && constant_weights &&
+        packed_weights_.empty()) {
+      // For a global ABFT check of the weight-major GEMMs: the weights' column sums, once.
+      const float* w = constant_weights->data<float>();
+      const int64_t k = d_.gemm_k(), cout = d_.out_per_group();
+      weight_column_sums_.assign(size_t(2 * d_.groups * k), 0.f);
+      for (int64_t grp = 0; grp < d_.groups; ++grp)
+        for (int64_t co = 0; co < cout; ++co)
+          for (int64_t i = 0; i < k; ++i) {
+            const float v = w[(grp * cout + co) * k + i];
+            weight_column_sums_[size_t(grp * k + i)] += v;
+            weight_column_sums_[size_t((d_.groups + grp) * k + i)] += std::fabs(v);
+          }
+    }
     for (int i = 0; i < 3; ++i) {
       depthwise_shape_.input[i] = g.input[i];
       depthwise_shape_.output[i] = g.output[i];
@@ -206,6 +221,11 @@ class ConvKernel : public Kernel {
                             int64_t residual_offset, const primitives::GemmCheck* check) const {
     GemmEpilogue e;
     e.check = check;
+    if (check && !weight_column_sums_.empty()) {
+      const int64_t group = channel_offset / d_.out_per_group(), k = d_.gemm_k();
+      e.check_a_column_sums = weight_column_sums_.data() + group * k;
+      e.check_a_column_abs_sums = weight_column_sums_.data() + (d_.groups + group) * k;
+    }
     e.bias_per_row = bias ? bias + channel_offset : nullptr;
     e.residual = residual ? residual + residual_offset : nullptr;
     e.ld_residual = d_.geometry.output_size();
@@ -400,6 +420,8 @@ class ConvKernel : public Kernel {
   ConvDescriptor d_;
   ConvAlgorithm algorithm_ = ConvAlgorithm::im2col;
   std::vector<primitives::PackedB> packed_weights_;  // per group, for run_pixel_major
+  // Per group the weights' column sums, then per group those of |weights| (gemm_k each): ABFT.
+  std::vector<float> weight_column_sums_;
   std::unique_ptr<WinogradConvolution> winograd_;
   DepthwisePlaneShape depthwise_shape_{};
   std::vector<int64_t> column_lo_, column_hi_;

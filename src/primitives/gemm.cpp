@@ -91,6 +91,8 @@ struct GemmProblem {
   float beta = 0.f;
   const GemmEpilogue* epilogue = nullptr;
   const GemmCheck* check = nullptr;  // ABFT; then the kernels store the raw product
+  const float* check_a_column_sums = nullptr;  // see GemmEpilogue
+  const float* check_a_column_abs_sums = nullptr;
 };
 
 // ABFT bookkeeping for one thread's range (see GemmCheck), kept beside the loops of run_range.
@@ -174,8 +176,14 @@ struct RangeCheck {
     magnitude.assign(size_t(columns), 0.f);
     operand_sum.assign(size_t(p.K), 0.f);
     operand_abs_sum.assign(size_t(p.K), 0.f);
-    // The column sums of alpha A over the range's rows, one vector pass over A.
-    if (!p.trans_a) {
+    // The column sums of alpha A over the range's rows: given by the caller for all of A, or one
+    // vector pass over A.
+    if (p.check_a_column_sums && m_begin == 0 && m_end == p.M) {
+      for (int64_t k = 0; k < p.K; ++k) {
+        operand_sum[size_t(k)] = p.alpha * p.check_a_column_sums[k];
+        operand_abs_sum[size_t(k)] = std::fabs(p.alpha) * p.check_a_column_abs_sums[k];
+      }
+    } else if (!p.trans_a) {
       for (int64_t m = m_begin; m < m_end; ++m)
         kernel.axpy2(p.K, p.A + m * p.lda, p.alpha, std::fabs(p.alpha), operand_sum.data(), operand_abs_sum.data());
     } else {
@@ -215,9 +223,9 @@ struct RangeCheck {
       return;
     }
     // From the fresh block: per panel and k, then a register tile's are those of its panels added.
-    panel_sums.resize(size_t(2 * panels * depth));
+    panel_sums.resize(size_t(panels * depth));
     kernel.panel_row_sums(block + first_panel * panel_stride, panels, panel_stride, depth, panel_sums.data(),
-                          panel_sums.data() + panels * depth);
+                          nullptr);
     const int64_t panels_per_tile = kernel.nr / kPanelWidth;
     const int64_t tiles = (panels + panels_per_tile - 1) / panels_per_tile;
     tile_b_sum.assign(size_t(tiles * depth), 0.f);
@@ -688,6 +696,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   GemmEpilogue local;
   if (epilogue) {
     p.check = epilogue->check;
+    p.check_a_column_sums = epilogue->check_a_column_sums;
+    p.check_a_column_abs_sums = epilogue->check_a_column_abs_sums;
     local = *epilogue;
     if (local.residual == C && local.ld_residual == ldc) {
       local.residual = nullptr;

@@ -226,25 +226,25 @@ void panel_row_sums_avx512(const float* panels, int64_t panel_count, int64_t pan
     const float* panel = panels + p * panel_stride;
     int64_t k = 0;
     for (; k + 16 <= depth; k += 16) {
-      __m512 v[16], w[16];
-      for (int r = 0; r < 16; ++r) {
-        v[r] = _mm512_loadu_ps(panel + (k + r) * kLanes);
-        w[r] = _mm512_abs_ps(v[r]);
+      __m512 v[16];
+      for (int r = 0; r < 16; ++r) v[r] = _mm512_loadu_ps(panel + (k + r) * kLanes);
+      if (abs_sum) {
+        __m512 w[16];
+        for (int r = 0; r < 16; ++r) w[r] = _mm512_abs_ps(v[r]);
+        transpose16(w);
+        __m512 a = w[0];
+        for (int j = 1; j < 16; ++j) a = _mm512_add_ps(a, w[j]);
+        _mm512_storeu_ps(abs_sum + p * depth + k, a);
       }
       transpose16(v);
-      transpose16(w);
-      __m512 s = v[0], a = w[0];
-      for (int j = 1; j < 16; ++j) {
-        s = _mm512_add_ps(s, v[j]);
-        a = _mm512_add_ps(a, w[j]);
-      }
+      __m512 s = v[0];
+      for (int j = 1; j < 16; ++j) s = _mm512_add_ps(s, v[j]);
       _mm512_storeu_ps(sum + p * depth + k, s);
-      _mm512_storeu_ps(abs_sum + p * depth + k, a);
     }
     for (; k < depth; ++k) {
       const __m512 row = _mm512_loadu_ps(panel + k * kLanes);
       sum[p * depth + k] = _mm512_reduce_add_ps(row);
-      abs_sum[p * depth + k] = _mm512_reduce_add_ps(_mm512_abs_ps(row));
+      if (abs_sum) abs_sum[p * depth + k] = _mm512_reduce_add_ps(_mm512_abs_ps(row));
     }
   }
 }

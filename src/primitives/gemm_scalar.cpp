@@ -68,7 +68,7 @@ void panel_row_sums_scalar(const float* panels, int64_t panel_count, int64_t pan
         a += row[j] < 0 ? -row[j] : row[j];
       }
       sum[p * depth + k] = s;
-      abs_sum[p * depth + k] = a;
+      if (abs_sum) abs_sum[p * depth + k] = a;
     }
 }
 

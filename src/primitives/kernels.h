@@ -84,7 +84,7 @@ struct GemmKernel {
   bool fused_check;  // tile() computes the thread-level ABFT sums itself
   TileReferenceFn tile_reference;
   // ABFT over packed B panels (16 wide, panel_stride apart, depth rows): per panel and row the
-  // sum and the sum of magnitudes (sum[p * depth + k]); and the global column reference,
+  // sum and the sum of magnitudes (sum[p * depth + k]; abs_sum may be null); and the global column reference,
   // reference[p * 16 + j] += sum_k a_sum[k] b(k, j), magnitude likewise with magnitudes.
   void (*panel_row_sums)(const float* panels, int64_t panel_count, int64_t panel_stride, int64_t depth,
                          float* sum, float* abs_sum);

@@ -122,6 +122,11 @@ struct GemmEpilogue {
   int64_t ld_residual = 0;
   UnaryParams activation;                  // applied last
   const GemmCheck* check = nullptr;        // ABFT on the product (before bias, residual, activation)
+  // For the global check when B is packed per call: the column sums of A and of |A| over all M
+  // rows (K each), when the caller made them once (constant weights); else the driver makes them
+  // with a pass over A on every call.
+  const float* check_a_column_sums = nullptr;
+  const float* check_a_column_abs_sums = nullptr;
 };
 
 // Batch-reduce GEMM, the core primitive: C[M,N] = (accumulate ? C : 0) + sum_b A_b[M,K] * B_b[K,N]

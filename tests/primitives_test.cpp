@@ -24,18 +24,7 @@ using prim::UnaryParams;
 
 namespace {
 
-// Runs `body` once per ISA the CPU supports, restoring the active ISA afterwards.
-void for_each_isa(const std::function<void(Isa)>& body) {
-  const Isa saved = prim::active_isa();
-  for (int i = 0; i <= int(prim::detected_isa()); ++i) {
-    const Isa isa = prim::set_isa(Isa(i));
-    ASSERT_EQ(isa, Isa(i));
-    SCOPED_TRACE(std::string("isa=") + prim::isa_name(isa));
-    body(isa);
-    if (::testing::Test::HasFatalFailure()) break;
-  }
-  prim::set_isa(saved);
-}
+using tessera::testing::for_each_isa;
 
 std::vector<float> random_vector(size_t n, uint32_t seed, float low = -1.f, float high = 1.f) {
   return tessera::testing::random_floats(n, seed, low, high);

@@ -1,9 +1,23 @@
 // Shared helpers for tests.
 #include "test_support.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 
 namespace tessera::testing {
+
+void for_each_isa(const std::function<void(primitives::Isa)>& body) {
+  const primitives::Isa saved = primitives::active_isa();
+  for (int i = 0; i <= int(primitives::detected_isa()); ++i) {
+    const primitives::Isa isa = primitives::set_isa(primitives::Isa(i));
+    EXPECT_EQ(isa, primitives::Isa(i));
+    SCOPED_TRACE(std::string("isa=") + primitives::isa_name(isa));
+    body(isa);
+    if (::testing::Test::HasFatalFailure()) break;
+  }
+  primitives::set_isa(saved);
+}
 
 std::vector<float> random_floats(size_t n, uint32_t seed, float low, float high) {
   std::mt19937 rng(seed);

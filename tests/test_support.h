@@ -1,11 +1,13 @@
 // Shared helpers for tests: seeded random tensors and error metrics.
 #pragma once
 #include <cmath>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "onnx/onnx.pb.h"
+#include "primitives/primitives.h"
 #include "tessera/tensor.h"
 
 namespace tessera::testing {
@@ -16,6 +18,9 @@ Tensor random_tensor(Shape shape, uint32_t seed, float low = -1.f, float high = 
 double relative_l2_error(const Tensor& actual, const Tensor& expected);
 double max_abs_difference(const float* a, const float* b, size_t n);
 std::string source_path(const std::string& relative);  // path inside the repository
+// Runs `body` once per ISA the CPU supports (scalar, AVX2, AVX-512), with a gtest trace naming
+// it, restoring the active ISA afterwards; stops at the first fatal failure.
+void for_each_isa(const std::function<void(primitives::Isa)>& body);
 // y = Relu(x + w): x is float32 [batch, 4] (batch symbolic), w an initializer of 4 floats.
 onnx::ModelProto small_onnx_model();
 

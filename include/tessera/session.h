@@ -41,7 +41,8 @@ class StepObserver {
   // ABFT: the check under which the step's GEMMs run (the first observer that gives one wins).
   virtual const primitives::GemmCheck* gemm_check(const StepInfo&) { return nullptr; }
   // Asked after after_step: true runs the step again (recomputation after a detected error).
-  // The step's inputs are intact then: the memory planner never lets an output alias an input.
+  // The step's inputs are intact then: no step writes over an input (the memory planner lets
+  // only byte-copy steps such as Reshape share their input's buffer, and they do not change it).
   virtual bool rerun_step(const StepInfo&) { return false; }
 };
 

@@ -142,6 +142,34 @@ TEST_F(CliTest, DeclaredSizeMismatch) {
   expect_one_line_error("run " + dir_ + "/size.onnx -i x=" + dir_ + "/x.npy -o " + dir_ + "/out", "declares shape [5]");
 }
 
+TEST_F(CliTest, UnknownAbftPolicyOrAction) {
+  expect_one_line_error("bench " + model_ + " --abft sometimes", "--abft");
+  expect_one_line_error("run " + model_ + " -i x=" + dir_ + "/x.npy -o " + dir_ + "/out --abft-action ignore",
+                        "--abft-action");
+  expect_one_line_error("bench " + model_ + " --abft tuned", "--abft-tuned");
+}
+
+// ABFT through the CLI on a zoo model (scripts/build_zoo.py builds it): runs report their checks
+// and no detection; `tessera abft` writes its JSON report.
+TEST_F(CliTest, AbftOnAZooModel) {
+  const std::string model = tessera::testing::source_path("models/zoo/resnet18/model.onnx");
+  if (!fs::exists(model)) GTEST_SKIP() << model << " missing: scripts/build_zoo.py builds it";
+  CommandResult r = run_cli("bench " + model + " --iters 1 --warmup 0 --threads 1 --abft global --abft-action fail");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("abft global: [1-9][0-9]* row checks, 0 detections"))) << r.output;
+  const std::string json = dir_ + "/abft.json", tuned = dir_ + "/tuned.json";
+  r = run_cli("abft " + model + " --threads 1 --iters 1 --rounds 1 --warmup 0 --json " + json + " --save-tuned " + tuned);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(json);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* field : {"\"latency_ms\"", "\"overhead_percent\"", "\"auto_reduction_vs_global\"",
+                            "\"auto_scheme\"", "\"tuned_scheme\"", "\"detections\": 0"})
+    EXPECT_NE(text.find(field), std::string::npos) << field << " missing in " << text.substr(0, 400);
+  r = run_cli("bench " + model + " --iters 1 --warmup 0 --threads 1 --abft tuned --abft-tuned " + tuned);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("abft tuned:"), std::string::npos) << r.output;
+}
+
 TEST_F(CliTest, BadArgumentSyntax) {
   CommandResult r = run_cli("run " + model_ + " -i x -o " + dir_ + "/out");
   EXPECT_EQ(r.exit_code, 1) << r.output;

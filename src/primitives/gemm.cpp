@@ -1,12 +1,13 @@
 // The GEMM drivers: B packing (PackedB), cache blocking over K/M/N, A packing per block, the
-// thread-pool split and the batch-reduce loop. The microkernels themselves live in gemm_<isa>.cpp.
+// thread-pool split, the batch-reduce loop and the ABFT checks around the tiles (RangeCheck).
+// The microkernels and the checks' vector loops live in gemm_<isa>.cpp.
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <vector>
 #include <stdexcept>
+#include <vector>
 
 #include "primitives/gemm_check.h"
 #include "primitives/kernels.h"

@@ -117,6 +117,13 @@ struct TileBitFlip {
   int64_t target = -1;  // -1: only count tiles
   int row = 0, col = 0, bit = 0;
   std::atomic<bool> done{false};
+  // The same flip again (target, element, bit), not yet done.
+  void aim_like(const TileBitFlip& other) {
+    target = other.target;
+    row = other.row;
+    col = other.col;
+    bit = other.bit;
+  }
   static void hook(void* context, int64_t, int64_t, int rows, int cols, float* c, int64_t ldc) {
     auto* f = static_cast<TileBitFlip*>(context);
     const int64_t index = f->tiles.fetch_add(1);
@@ -182,10 +189,7 @@ TEST(Abft, InjectedFlipsAreDetectedAndCorrected) {
           ++detected;
           // Correction: the same flip (one-shot) under `correct` gives the clean answer back.
           TileBitFlip again;
-          again.target = flip.target;
-          again.row = flip.row;
-          again.col = flip.col;
-          again.bit = bit;
+          again.aim_like(flip);
           AbftMonitor correcting(options_for(scheme, AbftAction::correct));
           correcting.set_fault_hook(step, &TileBitFlip::hook, &again);
           session.clear_observers();

@@ -26,6 +26,17 @@ using tessera::testing::for_each_isa;
 
 std::vector<float> random_vector(size_t n, uint32_t seed) { return tessera::testing::random_floats(n, seed, -1.f, 1.f); }
 
+// A check of `scheme` counting into `counters`, with a fault hook when one is given.
+GemmCheck make_check(GemmCheckScheme scheme, GemmCheckCounters& counters, prim::GemmFaultHook hook = nullptr,
+                     void* context = nullptr) {
+  GemmCheck check;
+  check.scheme = scheme;
+  check.counters = &counters;
+  check.fault_hook = hook;
+  check.fault_context = context;
+  return check;
+}
+
 struct Shape {
   int64_t M, N, K;
 };
@@ -83,9 +94,7 @@ TEST(GemmCheck, CleanProductsAreUnchangedAndRaiseNoDetection) {
         const auto A = random_vector(size_t(s.M * s.K), 1), B = random_vector(size_t(s.K * s.N), 2);
         const auto bias = random_vector(size_t(s.N), 3), old_c = random_vector(size_t(s.M * s.N), 4);
         GemmCheckCounters counters;
-        GemmCheck check;
-        check.scheme = scheme;
-        check.counters = &counters;
+        GemmCheck check = make_check(scheme, counters);
         prim::GemmEpilogue plain;
         plain.bias_per_column = bias.data();
         plain.activation.kind = prim::UnaryKind::relu;
@@ -138,11 +147,7 @@ TEST(GemmCheck, EveryFlipAboveTheBoundIsDetectedByBothSchemes) {
           flip.col = int64_t(rng() % uint32_t(s.N));
           flip.bit = bit;
           GemmCheckCounters counters;
-          GemmCheck check;
-          check.scheme = scheme;
-          check.counters = &counters;
-          check.fault_hook = &BitFlip::hook;
-          check.fault_context = &flip;
+          GemmCheck check = make_check(scheme, counters, &BitFlip::hook, &flip);
           prim::GemmEpilogue e;
           e.check = &check;
           std::vector<float> C(size_t(s.M * s.N));
@@ -211,11 +216,7 @@ TEST(GemmCheck, MultipleFlipsAboveTheBoundAreDetected) {
         const int elements = trial < 30 ? 1 : 2 + int(rng() % 3);
         for (int e = 0; e < elements; ++e) flip.elements.push_back({int(rng() % 4), int(rng() % 16)});
         GemmCheckCounters counters;
-        GemmCheck check;
-        check.scheme = scheme;
-        check.counters = &counters;
-        check.fault_hook = &MultiFlip::hook;
-        check.fault_context = &flip;
+        GemmCheck check = make_check(scheme, counters, &MultiFlip::hook, &flip);
         prim::GemmEpilogue e;
         e.check = &check;
         std::vector<float> C(size_t(s.M * s.N));
@@ -261,12 +262,8 @@ TEST(GemmCheck, CallerColumnSumsOfAServeTheGlobalCheck) {
       flip.col = 100;
       flip.bit = bit < 0 ? 0 : bit;
       GemmCheckCounters counters;
-      GemmCheck check;
-      check.counters = &counters;
-      if (bit >= 0) {
-        check.fault_hook = &BitFlip::hook;
-        check.fault_context = &flip;
-      }
+      GemmCheck check = bit >= 0 ? make_check(GemmCheckScheme::global, counters, &BitFlip::hook, &flip)
+                                 : make_check(GemmCheckScheme::global, counters);
       prim::GemmEpilogue e;
       e.check = &check;
       e.check_a_column_sums = sums.data();
@@ -291,9 +288,7 @@ TEST(GemmCheck, ThreadPoolSplitsCheckEveryRow) {
   const auto A = random_vector(size_t(s.M * s.K), 5), B = random_vector(size_t(s.K * s.N), 6);
   for (GemmCheckScheme scheme : {GemmCheckScheme::global, GemmCheckScheme::thread}) {
     GemmCheckCounters counters;
-    GemmCheck check;
-    check.scheme = scheme;
-    check.counters = &counters;
+    GemmCheck check = make_check(scheme, counters);
     prim::GemmEpilogue e;
     e.check = &check;
     std::vector<float> C(size_t(s.M * s.N));
@@ -318,9 +313,7 @@ TEST(GemmCheck, StructuredOperandsStayWithinTheRigorousBound) {
       for (float lambda : {0.f, 8.f}) {
         for (GemmCheckScheme scheme : {GemmCheckScheme::global, GemmCheckScheme::thread}) {
           GemmCheckCounters counters;
-          GemmCheck check;
-          check.scheme = scheme;
-          check.counters = &counters;
+          GemmCheck check = make_check(scheme, counters);
           check.probabilistic_lambda = lambda;
           prim::GemmEpilogue e;
           e.check = &check;

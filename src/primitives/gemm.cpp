@@ -262,28 +262,23 @@ struct RangeCheck {
   // Before a tile's first K block when beta != 0: the old C enters the checksums.
   void add_old_c(const GemmTileArgs& t, int64_t nc0) {
     const float beta = p.beta, abs_beta = std::fabs(p.beta);
-    for (int r = 0; r < t.rows; ++r) {
-      const float* row = t.c + r * t.ldc;
-      if (mode == Mode::global_columns) {
+    if (mode == Mode::global_columns) {
+      for (int r = 0; r < t.rows; ++r) {
+        const float* row = t.c + r * t.ldc;
         for (int j = 0; j < t.cols; ++j) {
           reference[size_t(t.col0 - n_begin + j)] += beta * row[j];
           magnitude[size_t(t.col0 - n_begin + j)] += abs_beta * std::fabs(row[j]);
         }
-        continue;
       }
-      float s = 0.f, a = 0.f;
-      for (int j = 0; j < t.cols; ++j) {
-        s += row[j];
-        a += std::fabs(row[j]);
-      }
-      if (mode == Mode::thread) {
-        float* ref = tile_reference(t.row0, t.col0, nc0);
-        ref[r] += beta * s;
-        ref[kernel.mr + r] += abs_beta * a;
-      } else {
-        reference[size_t(t.row0 - m_begin + r)] += beta * s;
-        magnitude[size_t(t.row0 - m_begin + r)] += abs_beta * a;
-      }
+      return;
+    }
+    float sums[64], abs_sums[64];
+    kernel.tile_row_sums(t.c, t.ldc, t.rows, t.cols, sums, abs_sums);
+    float* ref = mode == Mode::thread ? tile_reference(t.row0, t.col0, nc0) : reference.data() + (t.row0 - m_begin);
+    float* mag = mode == Mode::thread ? ref + kernel.mr : magnitude.data() + (t.row0 - m_begin);
+    for (int r = 0; r < t.rows; ++r) {
+      ref[r] += beta * sums[r];
+      mag[r] += abs_beta * abs_sums[r];
     }
   }
 

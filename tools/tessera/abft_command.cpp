@@ -35,10 +35,7 @@ void add_abft_command(CLI::App& app) {
   cmd->callback([options] {
     Graph graph = load_onnx_model(options->model);
     auto [inputs, shapes] = timing_inputs(graph, options->inputs, options->shapes);
-    const std::string cache = analysis::default_machine_cache_path();
-    if (!analysis::load_cached_ceilings(cache, 0))
-      std::cerr << "measuring machine ceilings (a few seconds; cached in " << cache << ")\n";
-    const analysis::MachineCeilings ceilings = analysis::machine_ceilings(cache, 0, false);
+    const analysis::MachineCeilings ceilings = cached_machine_ceilings("", false);
     Session session(std::move(graph), SessionOptions{options->threads});
     session.prepare(shapes);
     reliability::AbftOptions base;

@@ -38,12 +38,16 @@ std::unique_ptr<reliability::AbftMonitor> make_abft_monitor(const AbftFlags& fla
     options.tuned_schemes = reliability::tuned_schemes_from_json(text.str());
   }
   if (options.policy == reliability::AbftPolicy::automatic || options.policy == reliability::AbftPolicy::tuned) {
-    const std::string cache = analysis::default_machine_cache_path();
-    if (!analysis::load_cached_ceilings(cache, 0))
-      std::cerr << "measuring machine ceilings for the ABFT balance point (cached in " << cache << ")\n";
-    options.roof = analysis::roof_for_threads(analysis::machine_ceilings(cache, 0, false), threads);
+    options.roof = analysis::roof_for_threads(cached_machine_ceilings("", false), threads);
   }
   return std::make_unique<reliability::AbftMonitor>(options);
+}
+
+analysis::MachineCeilings cached_machine_ceilings(const std::string& cache_option, bool refresh) {
+  const std::string cache = cache_option.empty() ? analysis::default_machine_cache_path() : cache_option;
+  if (refresh || !analysis::load_cached_ceilings(cache, 0))
+    std::cerr << "measuring machine ceilings (a few seconds; cached in " << cache << ")\n";
+  return analysis::machine_ceilings(cache, 0, refresh);
 }
 
 void print_abft_summary(const reliability::AbftMonitor& monitor, std::ostream& out) {

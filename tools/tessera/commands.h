@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/machine_ceilings.h"
 #include "reliability/abft.h"
 
 #include "tessera/graph.h"
@@ -30,6 +31,10 @@ struct AbftFlags {
 void add_abft_flags(CLI::App* cmd, AbftFlags& flags);
 // nullptr for --abft off; `threads` picks the roof whose balance point `auto` uses.
 std::unique_ptr<reliability::AbftMonitor> make_abft_monitor(const AbftFlags& flags, int threads);
+// The machine ceilings from the cache (`cache`, or the default path when empty), measured and
+// stored first, with a note on stderr, when missing or when `refresh`.
+analysis::MachineCeilings cached_machine_ceilings(const std::string& cache, bool refresh);
+
 // The report action's messages and the counters, one line.
 void print_abft_summary(const reliability::AbftMonitor& monitor, std::ostream& out);
 

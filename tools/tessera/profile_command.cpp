@@ -46,11 +46,7 @@ void add_profile_command(CLI::App& app) {
     Graph graph = load_onnx_model(options->model);
     auto [inputs, shapes] = timing_inputs(graph, options->inputs, options->shapes);
     // Ceilings before the session exists, so the measurement has the cores to itself.
-    const std::string cache =
-        options->cache.empty() ? analysis::default_machine_cache_path() : options->cache;
-    if (options->refresh || !analysis::load_cached_ceilings(cache, 0))
-      std::cerr << "measuring machine ceilings (a few seconds; cached in " << cache << ")\n";
-    analysis::MachineCeilings ceilings = analysis::machine_ceilings(cache, 0, options->refresh);
+    analysis::MachineCeilings ceilings = cached_machine_ceilings(options->cache, options->refresh);
 
     Session session(std::move(graph), SessionOptions{options->threads});
     session.prepare(shapes);

@@ -80,6 +80,8 @@ class Session {
   const PlanStats& plan_stats() const;
   // Steps of the current plan (after preparation), for reports.
   std::vector<StepInfo> plan_steps() const;
+  // The graph the current plan runs: specialized to the prepared shapes and optimized.
+  const Graph& planned_graph() const;
   void add_observer(StepObserver* observer) { observers_.push_back(observer); }
   void clear_observers() { observers_.clear(); }
 

@@ -103,7 +103,7 @@ struct GemmProblem {
 // time (its row sums are made once), columns when B is packed now (the sums of A's columns are
 // one pass over A, and the reference is accumulated from each B block while it is in L2).
 struct RangeCheck {
-  enum class Mode { thread, global_rows, global_columns };
+  enum class Mode { thread, global_rows, global_columns, hook_only };
   const GemmProblem& p;
   const GemmKernel& kernel;
   int64_t m_begin, m_end, n_begin, n_end;
@@ -141,6 +141,10 @@ struct RangeCheck {
 
   RangeCheck(const GemmProblem& problem, const GemmKernel& k, int64_t mb, int64_t me, int64_t nb, int64_t ne)
       : p(problem), kernel(k), m_begin(mb), m_end(me), n_begin(nb), n_end(ne) {
+    if (p.check->scheme == GemmCheckScheme::hook_only) {
+      mode = Mode::hook_only;
+      return;
+    }
     if (p.check->scheme == GemmCheckScheme::thread) {
       mode = Mode::thread;
       full_tile_bound.emplace(*p.check, p.K + kernel.nr);
@@ -261,6 +265,7 @@ struct RangeCheck {
 
   // Before a tile's first K block when beta != 0: the old C enters the checksums.
   void add_old_c(const GemmTileArgs& t, int64_t nc0) {
+    if (mode == Mode::hook_only) return;
     const float beta = p.beta, abs_beta = std::fabs(p.beta);
     if (mode == Mode::global_columns) {
       for (int r = 0; r < t.rows; ++r) {
@@ -291,7 +296,7 @@ struct RangeCheck {
       kernel.tile_column_sums(t.c, t.ldc, t.rows, t.cols, c_sum.data() + (t.col0 - n_begin));
     } else if (mode == Mode::global_rows) {
       kernel.tile_partial_row_sums(t.c, t.ldc, t.rows, t.cols, c_sum.data() + (t.row0 - m_begin) * kPanelWidth);
-    } else {
+    } else if (mode == Mode::thread) {
       const float* ref = mode == Mode::thread ? tile_reference(t.row0, t.col0, nc0) : nullptr;
       float sums[64], abs_sums[64];
       kernel.tile_row_sums(t.c, t.ldc, t.rows, t.cols, sums, abs_sums);

@@ -72,7 +72,9 @@ void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, v
 // gamma(m) = m u / (1 - m u), u = 2^-24: the error of the computed row (gamma_K per element,
 // gamma_n for the sum) plus that of the reference (gamma_{K+n}), each at most gamma(K+n) times
 // the same sum of magnitudes. docs/ABFT.md derives it.
-enum class GemmCheckScheme { global, thread };
+// hook_only checks nothing: it only calls the fault hook on every tile (fault injection into the
+// accumulators of an unprotected run).
+enum class GemmCheckScheme { global, thread, hook_only };
 
 struct GemmCheckCounters {
   std::atomic<int64_t> checks{0};      // row checksums compared

@@ -45,7 +45,12 @@ const char* abft_action_name(AbftAction action) {
 }
 
 const char* abft_scheme_name(GemmCheckScheme scheme) {
-  return scheme == GemmCheckScheme::global ? "global" : "thread";
+  switch (scheme) {
+    case GemmCheckScheme::global: return "global";
+    case GemmCheckScheme::thread: return "thread";
+    case GemmCheckScheme::hook_only: break;
+  }
+  return "none";
 }
 
 bool is_gemm_backed(const std::string& op_type) {

@@ -26,9 +26,40 @@ bool is_byte_copy_operator(const Node& node) {
 }
 }  // namespace
 
-ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool)
-    : graph_(std::move(specialized_graph)), pool_(pool) {
-  const auto& registry = OperatorRegistry::instance();
+std::unique_ptr<Kernel> ExecutionPlan::create_kernel(const Node& node, const std::map<int, Tensor>& constants,
+                                                    std::vector<ValueInfo>* outputs) const {
+  const KernelFactory* factory = OperatorRegistry::instance().find(node.op_type, graph_.opset, node.domain);
+  if (!factory) throw Error("unsupported operator '" + node.op_type + "' at node '" + node.name + "'");
+  KernelCreateContext ctx{node, graph_.opset, {}, {}, &pool_};
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    ValueInfo info;
+    if (int in = node.inputs[i]; in >= 0) {
+      const Value& v = graph_.values[size_t(in)];
+      info.present = true;
+      info.dtype = v.dtype;
+      info.shape = value_shape(v);
+      if (v.is_constant()) info.constant = &v.constant;
+      auto replaced = constants.find(int(i));
+      if (replaced != constants.end()) {
+        if (!v.is_constant() || replaced->second.dtype() != v.dtype || replaced->second.shape() != info.shape)
+          throw Error("replace_kernel: input " + std::to_string(i) + " of node '" + node.name +
+                      "' is not a constant of that dtype and shape");
+        info.constant = &replaced->second;
+      }
+    }
+    ctx.inputs.push_back(info);
+  }
+  ctx.outputs.resize(node.outputs.size());
+  std::unique_ptr<Kernel> kernel = (*factory)(ctx);
+  for (size_t o = 0; o < node.outputs.size(); ++o)
+    if (node.outputs[o] >= 0 && (o >= ctx.outputs.size() || !ctx.outputs[o].present))
+      throw Error(ctx.describe() + ": output " + std::to_string(o) + " is not produced");
+  if (outputs) *outputs = ctx.outputs;
+  return kernel;
+}
+
+ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool, PlanOptions options)
+    : graph_(std::move(specialized_graph)), pool_(pool), options_(options) {
   tensors_.resize(graph_.values.size());
   is_graph_output_.assign(graph_.values.size(), false);
   for (int o : graph_.outputs) is_graph_output_[size_t(o)] = true;
@@ -43,37 +74,22 @@ ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool)
   std::vector<int> first_step(graph_.values.size(), -1), last_step(graph_.values.size(), -1);
   for (size_t n = 0; n < graph_.nodes.size(); ++n) {
     const Node& node = graph_.nodes[n];
-    const KernelFactory* factory = registry.find(node.op_type, graph_.opset, node.domain);
-    if (!factory) throw Error("unsupported operator '" + node.op_type + "' at node '" + node.name + "'");
-    KernelCreateContext ctx{node, graph_.opset, {}, {}, &pool_};
-    for (int in : node.inputs) {
-      ValueInfo info;
-      if (in >= 0) {
-        const Value& v = graph_.values[size_t(in)];
-        info.present = true;
-        info.dtype = v.dtype;
-        info.shape = value_shape(v);
-        if (v.is_constant()) info.constant = &v.constant;
-        last_step[size_t(in)] = int(steps_.size());
-      }
-      ctx.inputs.push_back(info);
-    }
-    ctx.outputs.resize(node.outputs.size());
+    for (int in : node.inputs)
+      if (in >= 0) last_step[size_t(in)] = int(steps_.size());
+    std::vector<ValueInfo> outputs;
     Step step;
     step.node_index = int(n);
-    step.kernel = (*factory)(ctx);
+    step.kernel = create_kernel(node, {}, &outputs);
     step.flops = step.kernel->flops();
     stats_.total_flops += step.flops;
     for (size_t o = 0; o < node.outputs.size(); ++o) {
       int out = node.outputs[o];
       if (out < 0) continue;
       Value& v = graph_.values[size_t(out)];
-      if (o >= ctx.outputs.size() || !ctx.outputs[o].present)
-        throw Error(ctx.describe() + ": output " + std::to_string(o) + " is not produced");
-      v.dtype = ctx.outputs[o].dtype;
+      v.dtype = outputs[o].dtype;
       v.has_type = v.has_shape = true;
       v.dims.clear();
-      for (int64_t d : ctx.outputs[o].shape) v.dims.push_back(Dim{d, ""});
+      for (int64_t d : outputs[o].shape) v.dims.push_back(Dim{d, ""});
       first_step[size_t(out)] = int(steps_.size());
       if (last_step[size_t(out)] < first_step[size_t(out)]) last_step[size_t(out)] = first_step[size_t(out)];
     }
@@ -86,12 +102,12 @@ ExecutionPlan::ExecutionPlan(Graph specialized_graph, ThreadPool& pool)
   std::vector<int> request_value;
   std::vector<int> request_of_value(graph_.values.size(), -1);
   for (size_t v = 0; v < graph_.values.size(); ++v) {
-    if (first_step[v] < 0 || is_graph_output_[v]) continue;
+    if (first_step[v] < 0 || (is_graph_output_[v] && !options_.keep_all_values)) continue;
     const Value& value = graph_.values[v];
     BufferRequest r;
     r.bytes = size_t(shape_numel(value_shape(value))) * dtype_size(value.dtype);
-    r.first_step = first_step[v];
-    r.last_step = std::max(last_step[v], first_step[v]);
+    r.first_step = options_.keep_all_values ? 0 : first_step[v];
+    r.last_step = options_.keep_all_values ? int(steps_.size()) : std::max(last_step[v], first_step[v]);
     request_of_value[v] = int(requests.size());
     requests.push_back(r);
     request_value.push_back(int(v));
@@ -133,8 +149,7 @@ std::vector<StepInfo> ExecutionPlan::steps() const {
   return result;
 }
 
-std::map<std::string, Tensor> ExecutionPlan::run(const std::map<std::string, Tensor>& inputs,
-                                                 const std::vector<StepObserver*>& observers) {
+void ExecutionPlan::bind_inputs(const std::map<std::string, Tensor>& inputs) {
   for (int id : graph_.inputs) {
     const Value& v = graph_.values[size_t(id)];
     auto it = inputs.find(v.name);
@@ -147,47 +162,68 @@ std::map<std::string, Tensor> ExecutionPlan::run(const std::map<std::string, Ten
                   " but the plan was made for " + shape_to_string(value_shape(v)));
     tensors_[size_t(id)] = t.is_contiguous() ? t : t.clone();
   }
-  // Graph outputs get fresh storage each run so callers own them.
-  for (int o : graph_.outputs) {
-    const Value& v = graph_.values[size_t(o)];
-    if (!v.is_constant() && std::find(graph_.inputs.begin(), graph_.inputs.end(), o) == graph_.inputs.end())
-      tensors_[size_t(o)] = Tensor(v.dtype, value_shape(v));
-  }
+}
+
+void ExecutionPlan::run_step(int s, const std::vector<StepObserver*>& observers) {
+  const Step& step = steps_[size_t(s)];
+  const Node& node = graph_.nodes[size_t(step.node_index)];
   ExecContext context{pool_};
-  std::vector<const Tensor*> in_ptrs;
-  std::vector<Tensor*> out_ptrs;
-  for (size_t s = 0; s < steps_.size(); ++s) {
-    const Node& node = graph_.nodes[size_t(steps_[s].node_index)];
-    in_ptrs.clear();
-    out_ptrs.clear();
-    for (int in : node.inputs) in_ptrs.push_back(in >= 0 ? &tensors_[size_t(in)] : nullptr);
-    for (int out : node.outputs) out_ptrs.push_back(out >= 0 ? &tensors_[size_t(out)] : nullptr);
-    if (!observers.empty()) {
-      StepInfo info{int(s), &node, steps_[s].flops, in_ptrs, out_ptrs};
-      context.gemm_check = nullptr;
-      for (auto* o : observers)
-        if ((context.gemm_check = o->gemm_check(info))) break;
-      bool again = true;
-      while (again) {
-        for (auto* o : observers) o->before_step(info);
-        steps_[s].kernel->run(in_ptrs, out_ptrs, context);
-        for (auto* o : observers) o->after_step(info);
-        again = false;
-        for (auto* o : observers) again = o->rerun_step(info) || again;
-      }
-      context.gemm_check = nullptr;
-    } else {
-      steps_[s].kernel->run(in_ptrs, out_ptrs, context);
+  std::vector<const Tensor*>& in_ptrs = step_inputs_;
+  std::vector<Tensor*>& out_ptrs = step_outputs_;
+  in_ptrs.clear();
+  out_ptrs.clear();
+  for (int in : node.inputs) in_ptrs.push_back(in >= 0 ? &tensors_[size_t(in)] : nullptr);
+  for (int out : node.outputs) out_ptrs.push_back(out >= 0 ? &tensors_[size_t(out)] : nullptr);
+  if (observers.empty()) {
+    step.kernel->run(in_ptrs, out_ptrs, context);
+    return;
+  }
+  StepInfo info{s, &node, step.flops, in_ptrs, out_ptrs};
+  for (auto* o : observers)
+    if ((context.gemm_check = o->gemm_check(info))) break;
+  bool again = true;
+  while (again) {
+    for (auto* o : observers) o->before_step(info);
+    step.kernel->run(in_ptrs, out_ptrs, context);
+    for (auto* o : observers) o->after_step(info);
+    again = false;
+    for (auto* o : observers) again = o->rerun_step(info) || again;
+  }
+}
+
+std::unique_ptr<Kernel> ExecutionPlan::replace_kernel(int step, const std::map<int, Tensor>& constants) {
+  std::unique_ptr<Kernel> kernel = create_kernel(step_node(step), constants, nullptr);
+  std::swap(kernel, steps_[size_t(step)].kernel);
+  return kernel;
+}
+
+void ExecutionPlan::restore_kernel(int step, std::unique_ptr<Kernel> kernel) {
+  steps_[size_t(step)].kernel = std::move(kernel);
+}
+
+std::map<std::string, Tensor> ExecutionPlan::run(const std::map<std::string, Tensor>& inputs,
+                                                 const std::vector<StepObserver*>& observers) {
+  bind_inputs(inputs);
+  // Graph outputs get fresh storage each run so callers own them (kept plans own theirs and
+  // hand out copies).
+  if (!options_.keep_all_values) {
+    for (int o : graph_.outputs) {
+      const Value& v = graph_.values[size_t(o)];
+      if (!v.is_constant() && std::find(graph_.inputs.begin(), graph_.inputs.end(), o) == graph_.inputs.end())
+        tensors_[size_t(o)] = Tensor(v.dtype, value_shape(v));
     }
   }
+  for (size_t s = 0; s < steps_.size(); ++s) run_step(int(s), observers);
   std::map<std::string, Tensor> result;
   for (int o : graph_.outputs) {
     const Value& v = graph_.values[size_t(o)];
     const Tensor& t = tensors_[size_t(o)];
     // Constants and pass-through inputs are copied so the caller never aliases model state.
-    bool owned = !v.is_constant() && std::find(graph_.inputs.begin(), graph_.inputs.end(), o) == graph_.inputs.end();
+    bool owned = !v.is_constant() && !options_.keep_all_values &&
+                 std::find(graph_.inputs.begin(), graph_.inputs.end(), o) == graph_.inputs.end();
     result[v.name] = owned ? t : t.clone();
   }
+  if (options_.keep_all_values) return result;
   for (int id : graph_.inputs) tensors_[size_t(id)] = Tensor();
   // The caller owns the outputs now; keeping them here would hold a second set alive while the
   // next run allocates its own.

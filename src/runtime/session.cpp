@@ -87,6 +87,11 @@ const PlanStats& Session::plan_stats() const {
   return plan_->stats();
 }
 
+const Graph& Session::planned_graph() const {
+  if (!plan_) throw Error("the session has not been prepared");
+  return plan_->graph();
+}
+
 std::vector<StepInfo> Session::plan_steps() const {
   if (!plan_) throw Error("the session has not been prepared");
   return plan_->steps();

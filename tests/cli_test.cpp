@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "tessera/npy.h"
@@ -168,6 +169,58 @@ TEST_F(CliTest, AbftOnAZooModel) {
   r = run_cli("bench " + model + " --iters 1 --warmup 0 --threads 1 --abft tuned --abft-tuned " + tuned);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("abft tuned:"), std::string::npos) << r.output;
+}
+
+// A fault-injection campaign through the CLI: the reports agree with each other, a seed gives
+// the same campaign on 1 and 2 threads, and bad requests are one-line errors.
+TEST_F(CliTest, InjectWritesConsistentReportsAndIsReproducible) {
+  const std::string json1 = dir_ + "/c1.json", json2 = dir_ + "/c2.json", csv = dir_ + "/c.csv", html = dir_ + "/c.html";
+  const std::string base = "inject " + model_ + " --data " + dir_ + "/x.npy --n 60 --no-progress ";
+  CommandResult r = run_cli(base + "--seed 5 --threads 1 --json " + json1 + " --csv " + csv + " --html " + html);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("60 injections of 60 planned"), std::string::npos) << r.output;
+  r = run_cli(base + "--seed 5 --threads 2 --json " + json2);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const nlohmann::json a = nlohmann::json::parse(read(json1)), b = nlohmann::json::parse(read(json2));
+  EXPECT_EQ(a["records"], b["records"]);
+  EXPECT_EQ(a["samples"], 2);
+  ASSERT_EQ(a["records"].size(), 60u);
+  int64_t total = 0;
+  for (const char* o : {"masked", "tolerable_sdc", "critical_sdc", "detected", "non_finite"})
+    total += a["outcomes"][o]["count"].get<int64_t>();
+  EXPECT_EQ(total, 60);
+  int64_t per_layer = 0;
+  for (const auto& layer : a["per_layer"]) per_layer += layer["injections"].get<int64_t>();
+  EXPECT_EQ(per_layer, 60);
+  const std::string csv_text = read(csv);
+  EXPECT_EQ(std::count(csv_text.begin(), csv_text.end(), '\n'), 61);
+  const std::string html_text = read(html);
+  EXPECT_NE(html_text.find("<rect class=\"bar\""), std::string::npos);
+  // Another seed: another campaign.
+  r = run_cli(base + "--threads 1 --seed 6 --json " + json2);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(a["records"], nlohmann::json::parse(read(json2))["records"]);
+  // Spatial patterns on activations.
+  r = run_cli("inject " + model_ + " --data " + dir_ + "/x.npy --n 20 --pattern any --no-progress --json " + json2);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const auto& rec : nlohmann::json::parse(read(json2))["records"]) EXPECT_FALSE(rec["pattern"].get<std::string>().empty());
+}
+
+TEST_F(CliTest, InjectBadRequests) {
+  const std::string base = "inject " + model_ + " --data " + dir_ + "/x.npy --n 5 ";
+  expect_one_line_error(base + "--fault flip", "unknown fault model 'flip'");
+  expect_one_line_error(base + "--site cache", "unknown fault site 'cache'");
+  expect_one_line_error(base + "--site activation:layer=nope", "no site matches");
+  expect_one_line_error(base + "--pattern teapot", "no spatial pattern named 'teapot'");
+  expect_one_line_error(base + "--pattern any --site weight", "use --site activation");
+  expect_one_line_error(base + "--metric top5", "unknown metric 'top5'");
+  expect_one_line_error(base + "--error-models " + dir_ + "/none.json --pattern any", "cannot open error-model file");
+  write_npy(dir_ + "/flat.npy", tessera::testing::random_tensor({8}, 3));
+  expect_one_line_error("inject " + model_ + " --data " + dir_ + "/flat.npy --n 5", "has rank 2");
 }
 
 TEST_F(CliTest, BadArgumentSyntax) {

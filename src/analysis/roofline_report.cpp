@@ -12,18 +12,6 @@
 
 namespace tessera::analysis {
 
-namespace {
-
-std::string shapes_text(const std::vector<Shape>& shapes) {
-  std::string text;
-  for (const auto& s : shapes) text += (text.empty() ? "" : " ") + shape_to_string(s);
-  return text;
-}
-
-std::string truncate(const std::string& s, size_t width) {
-  return s.size() <= width ? s : s.substr(0, width - 1) + "~";
-}
-
 std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -49,6 +37,19 @@ std::string html_escape(const std::string& s) {
   }
   return out;
 }
+
+namespace {
+
+std::string shapes_text(const std::vector<Shape>& shapes) {
+  std::string text;
+  for (const auto& s : shapes) text += (text.empty() ? "" : " ") + shape_to_string(s);
+  return text;
+}
+
+std::string truncate(const std::string& s, size_t width) {
+  return s.size() <= width ? s : s.substr(0, width - 1) + "~";
+}
+
 
 // Tick label for a power of ten: 0.01, 0.1, 1, 10, 1k, 10k...
 std::string decade_label(int exponent) {

@@ -13,6 +13,8 @@ std::string profile_to_json(const ModelProfile& profile);
 // per-layer time bars) and a small inline script that counts the drawn points into
 // body[data-rendered-points].
 std::string profile_to_html(const ModelProfile& profile);
+// &, <, >, " and ' as HTML entities.
+std::string html_escape(const std::string& s);
 // Writes text to a file or throws an Error naming the path.
 void write_text_file(const std::string& path, const std::string& text);
 

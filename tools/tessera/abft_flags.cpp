@@ -24,7 +24,12 @@ void add_abft_flags(CLI::App* cmd, AbftFlags& flags) {
 }
 
 std::unique_ptr<reliability::AbftMonitor> make_abft_monitor(const AbftFlags& flags, int threads) {
-  if (flags.policy == "off") return nullptr;
+  std::optional<reliability::AbftOptions> options = abft_options(flags, threads);
+  return options ? std::make_unique<reliability::AbftMonitor>(*options) : nullptr;
+}
+
+std::optional<reliability::AbftOptions> abft_options(const AbftFlags& flags, int threads) {
+  if (flags.policy == "off") return std::nullopt;
   reliability::AbftOptions options;
   options.policy = reliability::parse_abft_policy(flags.policy);
   options.action = reliability::parse_abft_action(flags.action);
@@ -40,7 +45,7 @@ std::unique_ptr<reliability::AbftMonitor> make_abft_monitor(const AbftFlags& fla
   if (options.policy == reliability::AbftPolicy::automatic || options.policy == reliability::AbftPolicy::tuned) {
     options.roof = analysis::roof_for_threads(cached_machine_ceilings("", false), threads);
   }
-  return std::make_unique<reliability::AbftMonitor>(options);
+  return options;
 }
 
 analysis::MachineCeilings cached_machine_ceilings(const std::string& cache_option, bool refresh) {

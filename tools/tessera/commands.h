@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@ void add_bench_command(CLI::App& app);
 void add_machine_command(CLI::App& app);
 void add_profile_command(CLI::App& app);
 void add_abft_command(CLI::App& app);
+void add_inject_command(CLI::App& app);
 
 // --abft, --abft-action, --abft-lambda, --abft-tuned on run, bench and profile.
 struct AbftFlags {
@@ -31,6 +33,8 @@ struct AbftFlags {
 void add_abft_flags(CLI::App* cmd, AbftFlags& flags);
 // nullptr for --abft off; `threads` picks the roof whose balance point `auto` uses.
 std::unique_ptr<reliability::AbftMonitor> make_abft_monitor(const AbftFlags& flags, int threads);
+// The options those flags ask for; nullopt for --abft off.
+std::optional<reliability::AbftOptions> abft_options(const AbftFlags& flags, int threads);
 // The machine ceilings from the cache (`cache`, or the default path when empty), measured and
 // stored first, with a note on stderr, when missing or when `refresh`.
 analysis::MachineCeilings cached_machine_ceilings(const std::string& cache, bool refresh);

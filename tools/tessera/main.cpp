@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   tessera::cli::add_machine_command(app);
   tessera::cli::add_profile_command(app);
   tessera::cli::add_abft_command(app);
+  tessera::cli::add_inject_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

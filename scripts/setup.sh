@@ -12,7 +12,9 @@ APT_PACKAGES=(
   clang libclang-rt-14-dev
   python3-torch python3-torchvision python3-onnx python3-numpy libopenblas0-pthread
   chromium  # headless rendering test of the profiler's HTML report
+  dataset-fashion-mnist  # real data for the trained models (scripts/train_fashion_mnist.py)
   git  # reads llama.cpp's tokenizer test cases out of node-llama-cpp's git bundle
+  openmpi-bin libopenmpi-dev  # `tessera inject` split over processes with mpirun
 )
 # Node.js with npm: Debian's nodejs, unless a Node.js (with npm) is already here.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)

@@ -210,6 +210,39 @@ TEST_F(CliTest, InjectWritesConsistentReportsAndIsReproducible) {
   for (const auto& rec : nlohmann::json::parse(read(json2))["records"]) EXPECT_FALSE(rec["pattern"].get<std::string>().empty());
 }
 
+// The same campaign split over 2 MPI ranks (Debian Open MPI, set up by scripts/setup.sh) merges
+// to the single-process result.
+TEST_F(CliTest, InjectUnderMpirunMatchesOneProcess) {
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not installed (openmpi-bin)";
+  const std::string model = tessera::testing::source_path("models/zoo/resnet18/model.onnx");
+  const std::string target = fs::exists(model) ? model : model_;
+  const std::string one = dir_ + "/one.json", two = dir_ + "/two.json";
+  const std::string args = " inject " + target + " --n 30 --seed 11 --threads 1 --no-progress --json ";
+  CommandResult r = run_cli(args.substr(1) + one);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Root may run mpirun only when told so; the sanitizer build's leak check would flag Open MPI's
+  // own allocations.
+  const std::string mpirun =
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe -x ASAN_OPTIONS=detect_leaks=0 " +
+      std::string(TESSERA_BINARY_DIR) + "/tessera" + args + two + " 2>&1";
+  FILE* pipe = popen(mpirun.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  ASSERT_EQ(pclose(pipe), 0) << output;
+  EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), std::count(r.output.begin(), r.output.end(), '\n'))
+      << "only rank 0 reports:\n" << output;
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return nlohmann::json::parse(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+  };
+  const nlohmann::json a = read(one), b = read(two);
+  EXPECT_EQ(a["records"], b["records"]);
+  EXPECT_EQ(a["outcomes"], b["outcomes"]);
+  EXPECT_EQ(a["per_layer"], b["per_layer"]);
+  EXPECT_EQ(b["threads"], 2);
+}
+
 TEST_F(CliTest, InjectBadRequests) {
   const std::string base = "inject " + model_ + " --data " + dir_ + "/x.npy --n 5 ";
   expect_one_line_error(base + "--fault flip", "unknown fault model 'flip'");

@@ -575,16 +575,18 @@ TEST(FaultCampaign, FixedSeedIsReproducibleOverThreadsAndSplits) {
   const CampaignResult one = run_fault_campaign(m.graph, samples, o);
   o.threads = 2;
   expect_same_records(one, run_fault_campaign(m.graph, samples, o));
-  // Two halves, as two processes would run them.
-  o.end_injection = 120;
-  CampaignResult first = run_fault_campaign(m.graph, samples, o);
-  o.first_injection = 120;
-  o.end_injection = -1;
-  CampaignResult second = run_fault_campaign(m.graph, samples, o);
-  first.records.insert(first.records.end(), second.records.begin(), second.records.end());
-  expect_same_records(one, first);
+  // Three shares, as three processes would run them.
+  o.shares = 3;
+  CampaignResult merged;
+  for (o.share = 0; o.share < 3; ++o.share) {
+    CampaignResult part = run_fault_campaign(m.graph, samples, o);
+    EXPECT_EQ(part.records.size(), 100u);
+    merged.records.insert(merged.records.end(), part.records.begin(), part.records.end());
+  }
+  expect_same_records(one, merged);
   // Another seed draws other faults.
-  o.first_injection = 0;
+  o.share = 0;
+  o.shares = 1;
   o.seed = 43;
   const CampaignResult other = run_fault_campaign(m.graph, samples, o);
   int differing = 0;

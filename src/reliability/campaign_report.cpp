@@ -68,6 +68,19 @@ std::string interval_text(int64_t k, int64_t n, double confidence) {
   return fmt::format("[{:.2f}, {:.2f}]%", 100 * lo, 100 * hi);
 }
 
+nlohmann::json records_json(const std::vector<InjectionRecord>& records) {
+  nlohmann::json a = nlohmann::json::array();
+  // Non-finite numbers as text ("nan", "inf", "-inf"): JSON has no literal for them.
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(fmt::format("{}", v)); };
+  for (const InjectionRecord& r : records)
+    a.push_back({{"index", r.index}, {"sample", r.sample}, {"step", r.step}, {"layer", r.layer}, {"op_type", r.op_type},
+                 {"site", fault_site_name(r.site)}, {"element", r.element}, {"elements", r.elements}, {"bit", r.bit},
+                 {"pattern", r.pattern}, {"value_class", r.value_class}, {"before", number(r.before)},
+                 {"after", number(r.after)}, {"effect", outcome_name(r.effect)}, {"outcome", outcome_name(r.outcome)},
+                 {"output_error", number(r.output_error)}, {"steps_run", r.steps_run}});
+  return a;
+}
+
 double injections_per_second(const CampaignResult& r) {
   return r.seconds > 0 ? double(r.records.size()) / r.seconds : 0;
 }
@@ -171,20 +184,50 @@ std::string campaign_to_json(const CampaignResult& result, const CampaignSummary
   j["per_bit"] = groups(s.by_bit, "bit");
   j["per_pattern"] = groups(s.by_pattern, "pattern");
   j["per_site"] = groups(s.by_site, "site");
-  if (with_records) {
-    nlohmann::json records = nlohmann::json::array();
-    for (const InjectionRecord& r : result.records) {
-      auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(fmt::format("{}", v)); };
-      records.push_back({{"index", r.index}, {"sample", r.sample}, {"step", r.step}, {"layer", r.layer},
-                         {"op_type", r.op_type}, {"site", fault_site_name(r.site)}, {"element", r.element},
-                         {"elements", r.elements}, {"bit", r.bit}, {"pattern", r.pattern}, {"value_class", r.value_class},
-                         {"before", number(r.before)}, {"after", number(r.after)}, {"effect", outcome_name(r.effect)},
-                         {"outcome", outcome_name(r.outcome)}, {"output_error", number(r.output_error)},
-                         {"steps_run", r.steps_run}});
-    }
-    j["records"] = records;
-  }
+  if (with_records) j["records"] = records_json(result.records);
   return j.dump(1) + "\n";
+}
+
+std::string records_to_json(const std::vector<InjectionRecord>& records) { return records_json(records).dump(); }
+
+std::vector<InjectionRecord> records_from_json(const std::string& text) {
+  std::vector<InjectionRecord> records;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    auto number = [](const nlohmann::json& v) {
+      return v.is_number() ? v.get<double>() : std::strtod(v.get<std::string>().c_str(), nullptr);
+    };
+    auto outcome = [](const std::string& name) {
+      for (Outcome o : kOutcomes)
+        if (name == outcome_name(o)) return o;
+      throw Error("unknown outcome '" + name + "'");
+    };
+    for (const auto& e : j) {
+      InjectionRecord r;
+      r.index = e.at("index").get<int64_t>();
+      r.sample = e.at("sample").get<int>();
+      r.step = e.at("step").get<int>();
+      r.layer = e.at("layer").get<std::string>();
+      r.op_type = e.at("op_type").get<std::string>();
+      const std::string site = e.at("site").get<std::string>();
+      r.site = site == "weight" ? FaultSite::weight : site == "accumulator" ? FaultSite::accumulator : FaultSite::activation;
+      r.element = e.at("element").get<int64_t>();
+      r.elements = e.at("elements").get<int64_t>();
+      r.bit = e.at("bit").get<int>();
+      r.pattern = e.at("pattern").get<std::string>();
+      r.value_class = e.at("value_class").get<std::string>();
+      r.before = number(e.at("before"));
+      r.after = number(e.at("after"));
+      r.effect = outcome(e.at("effect").get<std::string>());
+      r.outcome = outcome(e.at("outcome").get<std::string>());
+      r.output_error = number(e.at("output_error"));
+      r.steps_run = e.at("steps_run").get<int>();
+      records.push_back(std::move(r));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("campaign records: ") + e.what());
+  }
+  return records;
 }
 
 std::string campaign_to_csv(const CampaignResult& result) {

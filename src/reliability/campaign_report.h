@@ -46,6 +46,10 @@ std::string campaign_to_table(const CampaignResult& result, const CampaignSummar
 std::string campaign_to_json(const CampaignResult& result, const CampaignSummary& summary,
                              const CampaignDescription& description, bool with_records = true);
 std::string campaign_to_csv(const CampaignResult& result);
+// Records as JSON text (an array, the "records" of campaign_to_json) and back: how the shares of
+// a campaign split over processes are gathered.
+std::string records_to_json(const std::vector<InjectionRecord>& records);
+std::vector<InjectionRecord> records_from_json(const std::string& text);
 std::string campaign_to_html(const CampaignResult& result, const CampaignSummary& summary,
                              const CampaignDescription& description);
 

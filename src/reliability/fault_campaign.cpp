@@ -644,8 +644,9 @@ CampaignResult CampaignRunner::run() {
   int64_t total = options_.injections > 0 ? options_.injections
                                           : leveugle_sample_size(population_, options_.margin, options_.confidence);
   result.planned = total;
-  const int64_t first = std::clamp<int64_t>(options_.first_injection, 0, total);
-  const int64_t end = options_.end_injection < 0 ? total : std::clamp<int64_t>(options_.end_injection, first, total);
+  if (options_.shares < 1 || options_.share < 0 || options_.share >= options_.shares)
+    throw Error("fault campaign: share " + std::to_string(options_.share) + " of " + std::to_string(options_.shares));
+  const int64_t first = total * options_.share / options_.shares, end = total * (options_.share + 1) / options_.shares;
 
   // Each injection's sample is the first draw of its stream; group injections by sample so one
   // golden run serves all of a sample's injections.

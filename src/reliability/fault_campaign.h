@@ -63,8 +63,9 @@ struct CampaignOptions {
   double margin = 0.01, confidence = 0.95;
   uint64_t seed = 1;
   int threads = 0;  // 0: all hardware threads
-  // Run only injections [first, end) of the campaign (a share of a split campaign); -1: all.
-  int64_t first_injection = 0, end_injection = -1;
+  // Run only share `share` of `shares` equal, contiguous shares of the campaign's injections
+  // (one process's part of a campaign split over processes, e.g. MPI ranks).
+  int share = 0, shares = 1;
   OutcomeMetric metric;
   // ABFT during the injected runs (action is forced to report: a detection is an outcome).
   std::optional<AbftOptions> abft;

@@ -10,6 +10,7 @@
 
 #include "analysis/roofline_report.h"
 #include "reliability/campaign_report.h"
+#include "tessera/campaign_mpi.h"
 #include "tessera/commands.h"
 #include "tessera/npy.h"
 #include "tessera/onnx.h"
@@ -148,16 +149,29 @@ void add_inject_command(CLI::App& app) {
     options.margin = o->margin;
     options.confidence = o->confidence;
     options.seed = o->seed;
-    options.threads = o->threads;
+    const CampaignProcesses processes;
+    options.share = processes.rank();
+    options.shares = processes.size();
+    // Ranks on one machine share its cores.
+    options.threads = o->threads > 0 ? o->threads : std::max(1, ThreadPool::hardware_threads() / processes.local_size());
     options.full_rerun = o->full_rerun;
     options.abft = abft_options(o->abft, 1);  // each injection runs on one thread
     ProgressBar bar;
-    if (!o->no_progress && isatty(STDERR_FILENO))
+    if (!o->no_progress && processes.rank() == 0 && isatty(STDERR_FILENO))
       options.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
 
-    const Graph graph = load_onnx_model(o->model);
-    const auto samples = campaign_samples(graph, o->data, o->input_name, o->samples, o->inputs, o->shapes);
-    const reliability::CampaignResult result = reliability::run_fault_campaign(graph, samples, options);
+    std::vector<std::map<std::string, Tensor>> samples;
+    reliability::CampaignResult result;
+    try {
+      const Graph graph = load_onnx_model(o->model);
+      samples = campaign_samples(graph, o->data, o->input_name, o->samples, o->inputs, o->shapes);
+      result = processes.gather(reliability::run_fault_campaign(graph, samples, options));
+    } catch (const std::exception& e) {
+      if (processes.size() == 1) throw;
+      std::fprintf(stderr, "error: rank %d: %s\n", processes.rank(), e.what());
+      processes.abort_all(1);
+    }
+    if (processes.rank() != 0) return;
     const reliability::CampaignSummary summary = reliability::summarize_campaign(result);
     reliability::CampaignDescription d;
     d.model = o->model;

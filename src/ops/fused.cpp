@@ -1,8 +1,13 @@
-// fused operators (registration filled in as the family is written).
+// Fused operators: nodes the graph passes make out of several ONNX ones.
 #include "ops/operator.h"
 
 namespace tessera {
 
-void register_fused_operators(OperatorRegistry&) {}
+std::unique_ptr<Kernel> create_attention(KernelCreateContext& ctx);  // attention.cpp
+
+// Operators only graph passes make, in Tessera's own domain.
+void register_fused_operators(OperatorRegistry& registry) {
+  registry.add("Attention", 1, 1000, create_attention, "tessera");
+}
 
 }  // namespace tessera

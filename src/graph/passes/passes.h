@@ -15,8 +15,13 @@ int fuse_residual_add(Graph& graph);
 // Conv/Gemm/MatMul followed by a pointwise activation: the activation becomes the epilogue.
 int fuse_activation(Graph& graph);
 
+// MatMul(Q, K^T) [-> scale] [-> mask] -> Softmax -> MatMul(V) becomes one tessera.Attention node,
+// with the head split/merge Transposes around it absorbed into its operand layouts.
+int fuse_attention(Graph& graph);
+
 struct PassReport {
   int identities_removed = 0, batchnorms_folded = 0, residuals_fused = 0, activations_fused = 0;
+  int attentions_fused = 0;
 };
 PassReport run_graph_passes(Graph& graph);
 

@@ -8,6 +8,7 @@
 
 #include "primitives/attention.h"
 #include "tessera/session.h"
+#include "attention_graph.h"
 #include "test_support.h"
 
 using namespace tessera;
@@ -113,62 +114,10 @@ TEST(AttentionKernel, MatchesPlainLoopsOnEveryIsa) {
 
 using tessera::testing::GraphBuilder;
 
-Attributes perm(std::vector<int64_t> p) {
-  Attributes a;
-  a.set_ints("perm", std::move(p));
-  return a;
-}
-
-// x [1, S, H*D] -> Q, K, V projections -> split heads -> attention -> merge heads -> [1, S, H*D],
-// exactly as PyTorch exports BERT's (additive padding mask) or GPT-2's (causal Where) attention.
-Graph attention_graph(int64_t length, int64_t heads, int64_t head_size, bool causal, uint32_t seed) {
-  GraphBuilder b;
-  const int64_t hidden = heads * head_size;
-  int x = b.input("x", {1, length, hidden});
-  auto project = [&](uint32_t s) {
-    int y = b.node("MatMul", {x, b.constant("w" + std::to_string(s), tessera::testing::random_tensor({hidden, hidden}, s, -0.3f, 0.3f))});
-    int split = b.node("Reshape", {y, b.constant("shape" + std::to_string(s), Tensor::from_int64({1, length, heads, head_size}, {4}))});
-    return split;
-  };
-  int q = b.node("Transpose", {project(seed)}, perm({0, 2, 1, 3}));
-  int kt = b.node("Transpose", {project(seed + 1)}, perm({0, 2, 3, 1}));
-  int v = b.node("Transpose", {project(seed + 2)}, perm({0, 2, 1, 3}));
-  int scores = b.node("MatMul", {q, kt});
-  Tensor scale(DType::f32, {});
-  scale.data<float>()[0] = 1.f / std::sqrt(float(head_size));
-  int scaled = b.node("Mul", {scores, b.constant("scale", scale)});
-  int masked;
-  if (causal) {
-    // masked_fill(~tril, -1e9): Where(not-keep, fill, scores) with a constant condition.
-    Tensor upper(DType::boolean, {1, 1, length, length});
-    for (int64_t i = 0; i < length; ++i)
-      for (int64_t j = 0; j < length; ++j) upper.data<uint8_t>()[i * length + j] = j > i;
-    Tensor fill(DType::f32, {});
-    fill.data<float>()[0] = -1e9f;
-    masked = b.node("Where", {b.constant("upper", upper), b.constant("fill", fill), scaled});
-  } else {
-    int mask = b.input("mask", {1, 1, 1, length});
-    masked = b.node("Add", {scaled, mask});
-  }
-  Attributes axis;
-  axis.set_int("axis", -1);
-  int probs = b.node("Softmax", {masked}, axis);
-  int context = b.node("MatMul", {probs, v});
-  int merged = b.node("Transpose", {context}, perm({0, 2, 1, 3}));
-  int out = b.node("Reshape", {merged, b.constant("merge", Tensor::from_int64({1, length, hidden}, {3}))});
-  b.g.outputs = {out};
-  return b.g;
-}
-
 void check_fused_graph(int64_t length, int64_t heads, int64_t head_size, bool causal) {
   SCOPED_TRACE("length " + std::to_string(length) + (causal ? " causal" : " padding mask"));
-  const Graph g = attention_graph(length, heads, head_size, causal, uint32_t(length));
-  std::map<std::string, Tensor> inputs = {{"x", tessera::testing::random_tensor({1, length, heads * head_size}, 7)}};
-  if (!causal) {
-    Tensor mask(DType::f32, {1, 1, 1, length});
-    for (int64_t j = 0; j < length; ++j) mask.data<float>()[j] = j % 4 == 3 ? -10000.f : 0.f;  // padding
-    inputs["mask"] = mask;
-  }
+  const Graph g = tessera::testing::attention_graph(length, heads, head_size, causal, uint32_t(length));
+  std::map<std::string, Tensor> inputs = tessera::testing::attention_graph_inputs(length, heads * head_size, causal);
   Session unfused(g, SessionOptions{2, false}), fused(g, SessionOptions{2, true});
   const Tensor expected = unfused.run(inputs).begin()->second;
   const Tensor actual = fused.run(inputs).begin()->second;

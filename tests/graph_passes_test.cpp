@@ -13,12 +13,6 @@ using tessera::testing::GraphBuilder;
 
 namespace {
 
-    n.attributes = std::move(attributes);
-    g.nodes.push_back(n);
-    return out;
-  }
-};
-
 Tensor positive_tensor(Shape shape, uint32_t seed) { return tessera::testing::random_tensor(std::move(shape), seed, 0.5f, 1.5f); }
 
 // conv -> bn -> relu, conv2 -> bn2, add, relu, identity, dropout, clip(0, 6) into output.

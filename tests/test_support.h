@@ -8,7 +8,7 @@
 
 #include "onnx/onnx.pb.h"
 #include "primitives/primitives.h"
-#include "tessera/graph.h"
+#include "graph/graph_builder.h"
 #include "tessera/tensor.h"
 
 namespace tessera::testing {
@@ -22,13 +22,7 @@ std::string source_path(const std::string& relative);  // path inside the reposi
 // Runs `body` once per ISA the CPU supports (scalar, AVX2, AVX-512), with a gtest trace naming
 // it, restoring the active ISA afterwards; stops at the first fatal failure.
 void for_each_isa(const std::function<void(primitives::Isa)>& body);
-// Builds graphs by hand: inputs with fixed shapes, constants, one-output nodes named OP_node.
-struct GraphBuilder {
-  Graph g;
-  int input(const std::string& name, Shape shape, DType dtype = DType::f32);
-  int constant(const std::string& name, Tensor t) { return g.add_constant(name, std::move(t)); }
-  int node(const std::string& op, std::vector<int> inputs, Attributes attributes = {});
-};
+using tessera::GraphBuilder;
 // y = Relu(x + w): x is float32 [batch, 4] (batch symbolic), w an initializer of 4 floats.
 onnx::ModelProto small_onnx_model();
 

@@ -15,8 +15,10 @@ namespace {
 
 // Query rows per task and keys per block: the score block (64 x 256 floats, 64 KiB) and the
 // output accumulator stay in L2 while a key block's K and V stream through.
-constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kQueryBlock = 256;
 constexpr int64_t kKeyBlock = 256;
+// exp(x) is subnormal below ln(FLT_MIN) = -87.34 and rounds to 0 below -104.
+constexpr float kSubnormalExponent = -87.33f, kFlushedExponent = 105.f;
 
 struct Scratch {
   std::vector<float> scores, accumulator, row_max, row_sum, scale, q_copy, k_copy, v_copy;
@@ -110,7 +112,13 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
       }
       s.scale[size_t(i)] = std::exp(s.row_max[size_t(i)] - new_max);
       s.row_max[size_t(i)] = new_max;
-      for (int64_t j = 0; j < keys; ++j) srow[j] -= new_max;
+      // Scores more than ln(FLT_MIN) below the maximum would give subnormal weights, which cost
+      // microcode assists in exp and in the P V product; they become exactly 0 (their true
+      // weight is below 1.2e-38 of the row's largest).
+      for (int64_t j = 0; j < keys; ++j) {
+        const float shifted = srow[j] - new_max;
+        srow[j] = shifted < kSubnormalExponent ? -kFlushedExponent : shifted;
+      }
       unary_f32(exp_params, keys, srow, srow);
       float block_sum;
       reduce_rows_f32(ReduceKind::sum, 1, keys, srow, keys, &block_sum);

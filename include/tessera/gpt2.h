@@ -1,0 +1,104 @@
+// GPT-2 natively: a Hugging Face checkpoint folder (config.json, model.safetensors) loaded into
+// weights packed once for the GEMM, and a runtime that appends tokens to a batch of sequences
+// with a KV cache: a whole prompt at once (prefill) or one token per sequence (decode).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tessera/safetensors.h"
+#include "tessera/tensor.h"
+#include "tessera/thread_pool.h"
+
+namespace tessera::llm {
+
+enum class Gpt2Activation { gelu_tanh, gelu_erf, relu };
+
+// The fields of a Hugging Face GPT2Config that change the computation.
+struct Gpt2Config {
+  int64_t vocab_size = 50257;
+  int64_t n_positions = 1024;
+  int64_t n_embd = 768;
+  int64_t n_head = 12;
+  int64_t n_layer = 12;
+  int64_t n_inner = 3072;  // the MLP's hidden width (config null: 4 * n_embd)
+  float layer_norm_epsilon = 1e-5f;
+  Gpt2Activation activation = Gpt2Activation::gelu_tanh;  // "gelu_new"
+
+  int64_t head_size() const { return n_embd / n_head; }
+  // Parses and checks config.json (sizes positive and consistent, options Tessera supports);
+  // throws tessera::Error naming `name` and the problem.
+  static Gpt2Config from_json(std::string_view text, const std::string& name = "config.json");
+};
+
+// Which positions' logits a forward call returns.
+enum class LogitRows { last, all };
+
+class Gpt2Model;
+
+// The KV caches of a batch of sequences, each with its own length, and the scratch buffers of
+// the forward passes that fill them. Sequences are independent: no padding, and each token's
+// position is the length of its own sequence before it.
+class Gpt2State {
+ public:
+  // Room for `capacity` tokens per sequence (0: the model's n_positions).
+  Gpt2State(const Gpt2Model& model, int sequences, int64_t capacity = 0);
+  Gpt2State(Gpt2State&&) noexcept;
+  Gpt2State& operator=(Gpt2State&&) noexcept;
+  ~Gpt2State();
+
+  int sequences() const;
+  int64_t capacity() const;
+  int64_t length(int sequence) const;  // tokens in its cache
+  void clear(int sequence);            // forgets its tokens (the memory is kept)
+
+  struct Buffers;  // defined in src/llm/gpt2_state.h
+
+ private:
+  friend class Gpt2Model;
+  std::unique_ptr<Buffers> buffers_;
+};
+
+// Tokens to append to one sequence of a state in a forward call.
+struct Gpt2Input {
+  int sequence = 0;
+  std::span<const int32_t> tokens;
+};
+
+class Gpt2Model {
+ public:
+  // A checkpoint folder: config.json and model.safetensors (tensor names with or without the
+  // "transformer." prefix; F32, F16 or BF16; the LM head tied to wte unless lm_head.weight is
+  // present). Every missing, malformed or inconsistent file throws tessera::Error naming it.
+  static Gpt2Model load(const std::string& folder);
+  static Gpt2Model load(const Gpt2Config& config, const SafetensorsFile& weights);
+
+  Gpt2Model(Gpt2Model&&) noexcept;
+  Gpt2Model& operator=(Gpt2Model&&) noexcept;
+  ~Gpt2Model();
+
+  const Gpt2Config& config() const;
+  int64_t parameter_count() const;  // the LM head counted once when tied
+  // Weight bytes one decode step must read: every layer's matrices and vectors, the final norm
+  // and the LM head (not the embeddings, of which it reads one row each).
+  int64_t decode_weight_bytes() const;
+
+  // Appends each input's tokens to its sequence and runs them through the model (several
+  // inputs: one batch; a sequence may appear once per call). Returns the logits, f32
+  // [rows, vocab_size]: per input in order, its last token's row (LogitRows::last) or one row
+  // per token (LogitRows::all). Throws tessera::Error for bad ids, an unknown or repeated
+  // sequence, or a sequence that would outgrow the state's capacity or n_positions.
+  Tensor forward(Gpt2State& state, std::span<const Gpt2Input> inputs, LogitRows rows, ThreadPool* pool) const;
+
+  struct Weights;  // defined in src/llm/gpt2_weights.h
+
+ private:
+  friend class Gpt2State;
+  explicit Gpt2Model(std::unique_ptr<Weights> weights);
+  std::unique_ptr<Weights> weights_;
+};
+
+}  // namespace tessera::llm

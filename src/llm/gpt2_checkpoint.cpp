@@ -1,0 +1,183 @@
+// Loads a Hugging Face GPT-2 checkpoint folder: config.json for the sizes, model.safetensors for
+// the weights (checked tensor by tensor against the config), packed once for the runtime.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "llm/gpt2_weights.h"
+#include "tessera/error.h"
+
+namespace tessera::llm {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+[[noreturn]] void fail(const std::string& source, const std::string& problem) {
+  throw Error(source + ": " + problem);
+}
+
+std::string read_text_file(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) fail(path.string(), "cannot open");
+  std::ostringstream contents;
+  contents << file.rdbuf();
+  if (file.bad()) fail(path.string(), "read error");
+  return std::move(contents).str();
+}
+
+std::vector<float> to_vector(const Tensor& t) {
+  const float* p = t.data<float>();
+  return std::vector<float>(p, p + t.numel());
+}
+
+// Looks tensors up by their GPT2Model names, with the "transformer." prefix that
+// GPT2LMHeadModel checkpoints carry or without it, and checks each one's shape.
+class TensorSource {
+ public:
+  explicit TensorSource(const SafetensorsFile& file) : file_(file) {
+    if (file.find("transformer.wte.weight")) prefix_ = "transformer.";
+  }
+
+  const SafetensorsEntry* find(const std::string& name) const {
+    if (const SafetensorsEntry* e = file_.find(prefix_ + name)) return e;
+    return file_.find(name);
+  }
+
+  Tensor read(const std::string& name, const Shape& expected) {
+    const SafetensorsEntry* entry = find(name);
+    if (!entry) fail(file_.name(), "missing tensor '" + prefix_ + name + "'");
+    if (entry->shape != expected)
+      fail(file_.name(), "tensor '" + entry->name + "' has shape " + shape_to_string(entry->shape) +
+                             " but config.json implies " + shape_to_string(expected));
+    Tensor t = file_.read_f32(*entry);
+    parameters_ += t.numel();
+    return t;
+  }
+
+  std::vector<float> vector(const std::string& name, int64_t size) { return to_vector(read(name, {size})); }
+
+  // A Conv1D weight [in, out] and its bias [out].
+  Gpt2Linear conv1d(const std::string& name, int64_t in, int64_t out) {
+    Gpt2Linear linear;
+    Tensor weight = read(name + ".weight", {in, out});
+    linear.weight = primitives::PackedB(in, out, weight.data<float>(), out, false);
+    linear.bias = vector(name + ".bias", out);
+    return linear;
+  }
+
+  int64_t parameters() const { return parameters_; }
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  const SafetensorsFile& file_;
+  std::string prefix_;
+  int64_t parameters_ = 0;
+};
+
+// A tensor of a layer the config does not have means config.json and the weights disagree.
+void check_layer_count(const SafetensorsFile& file, const std::string& prefix, int64_t n_layer) {
+  for (const SafetensorsEntry& e : file.entries()) {
+    std::string_view name = e.name;
+    if (name.starts_with(prefix)) name.remove_prefix(prefix.size());
+    if (!name.starts_with("h.")) continue;
+    name.remove_prefix(2);
+    int64_t layer = 0;
+    size_t digits = 0;
+    while (digits < name.size() && digits < 9 && name[digits] >= '0' && name[digits] <= '9')
+      layer = layer * 10 + (name[digits++] - '0');
+    if (digits > 0 && layer >= n_layer)
+      fail(file.name(), "tensor '" + e.name + "' belongs to layer " + std::to_string(layer) +
+                            " but config.json has n_layer = " + std::to_string(n_layer));
+  }
+}
+
+}  // namespace
+
+void Gpt2Model::Weights::embed_token(int32_t id, float* out) const {
+  const int64_t width = config.n_embd;
+  if (!lm_head_tied) {
+    std::copy_n(token_embedding.data() + int64_t(id) * width, width, out);
+    return;
+  }
+  // Row `id` of wte is column `id` of the packed wte^T: one float per panel row.
+  const primitives::PackedB& packed = lm_head.weight;
+  const float* panel = packed.panel(id / packed.panel_width());
+  const int64_t lane = id % packed.panel_width();
+  for (int64_t k = 0; k < width; ++k) out[k] = panel[k * packed.panel_width() + lane];
+}
+
+Gpt2Model::Gpt2Model(std::unique_ptr<Weights> weights) : weights_(std::move(weights)) {}
+Gpt2Model::Gpt2Model(Gpt2Model&&) noexcept = default;
+Gpt2Model& Gpt2Model::operator=(Gpt2Model&&) noexcept = default;
+Gpt2Model::~Gpt2Model() = default;
+
+const Gpt2Config& Gpt2Model::config() const { return weights_->config; }
+
+Gpt2Model Gpt2Model::load(const std::string& folder) {
+  const fs::path dir(folder);
+  if (!fs::is_directory(dir))
+    fail(folder, "not a folder (a GPT-2 checkpoint folder holds config.json and model.safetensors)");
+  const fs::path config_path = dir / "config.json", weights_path = dir / "model.safetensors";
+  if (!fs::exists(config_path)) fail(folder, "no config.json in this folder");
+  if (!fs::exists(weights_path)) fail(folder, "no model.safetensors in this folder");
+  const Gpt2Config config = Gpt2Config::from_json(read_text_file(config_path), config_path.string());
+  return load(config, SafetensorsFile::open(weights_path.string()));
+}
+
+Gpt2Model Gpt2Model::load(const Gpt2Config& config, const SafetensorsFile& file) {
+  auto w = std::make_unique<Weights>();
+  w->config = config;
+  const int64_t C = config.n_embd, V = config.vocab_size;
+  TensorSource source(file);
+  check_layer_count(file, source.prefix(), config.n_layer);
+
+  w->position_embedding = to_vector(source.read("wpe.weight", {config.n_positions, C}));
+  {
+    Tensor wte = source.read("wte.weight", {V, C});
+    const SafetensorsEntry* head = file.find("lm_head.weight");
+    if (!head) head = file.find(source.prefix() + "lm_head.weight");
+    if (head) {
+      if (head->shape != Shape{V, C})
+        fail(file.name(), "tensor '" + head->name + "' has shape " + shape_to_string(head->shape) +
+                              " but config.json implies " + shape_to_string({V, C}));
+      Tensor lm_head = file.read_f32(*head);
+      w->lm_head.weight = primitives::PackedB(C, V, lm_head.data<float>(), C, true);
+      w->lm_head_tied = false;
+      w->token_embedding = to_vector(wte);
+    } else {
+      w->lm_head.weight = primitives::PackedB(C, V, wte.data<float>(), C, true);
+    }
+  }
+  for (int64_t layer = 0; layer < config.n_layer; ++layer) {
+    const std::string h = "h." + std::to_string(layer) + ".";
+    Gpt2LayerWeights l;
+    l.ln_1_weight = source.vector(h + "ln_1.weight", C);
+    l.ln_1_bias = source.vector(h + "ln_1.bias", C);
+    l.attn_qkv = source.conv1d(h + "attn.c_attn", C, 3 * C);
+    l.attn_out = source.conv1d(h + "attn.c_proj", C, C);
+    l.ln_2_weight = source.vector(h + "ln_2.weight", C);
+    l.ln_2_bias = source.vector(h + "ln_2.bias", C);
+    l.mlp_in = source.conv1d(h + "mlp.c_fc", C, config.n_inner);
+    l.mlp_out = source.conv1d(h + "mlp.c_proj", config.n_inner, C);
+    w->layers.push_back(std::move(l));
+  }
+  w->ln_f_weight = source.vector("ln_f.weight", C);
+  w->ln_f_bias = source.vector("ln_f.bias", C);
+  w->parameter_count = source.parameters() + (w->lm_head_tied ? 0 : V * C);
+  return Gpt2Model(std::move(w));
+}
+
+int64_t Gpt2Model::parameter_count() const { return weights_->parameter_count; }
+
+int64_t Gpt2Model::decode_weight_bytes() const {
+  const Gpt2Config& c = weights_->config;
+  const int64_t per_layer = 4 * c.n_embd                              // two layer norms
+                            + c.n_embd * 3 * c.n_embd + 3 * c.n_embd  // c_attn
+                            + c.n_embd * c.n_embd + c.n_embd          // attn c_proj
+                            + c.n_embd * c.n_inner + c.n_inner        // c_fc
+                            + c.n_inner * c.n_embd + c.n_embd;        // mlp c_proj
+  return int64_t(sizeof(float)) * (c.n_layer * per_layer + 2 * c.n_embd + c.vocab_size * c.n_embd);
+}
+
+}  // namespace tessera::llm

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   tessera::cli::add_profile_command(app);
   tessera::cli::add_abft_command(app);
   tessera::cli::add_inject_command(app);
+  tessera::cli::add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -26,6 +26,7 @@ MODEL_SEEDS = {
     "vgg11": 104,
     "bert_tiny": 105,
     "gpt2_tiny": 106,
+    "bert_base": 107,
 }
 INPUT_SEED_OFFSET = 1000  # inputs use seed + 1000
 
@@ -229,6 +230,25 @@ def build_bert_tiny(seed):
     }
 
 
+def build_bert_base(seed):
+    """BERT-base shapes (110M parameters) for benchmarks; not in the default set."""
+    torch.manual_seed(seed)
+    model = BertEncoder(hidden=768, layers=12, heads=12, intermediate=3072)
+    init_transformer_(model, torch.Generator().manual_seed(seed), embedding_std=1.0)
+    model.eval()
+    g = torch.Generator().manual_seed(seed + INPUT_SEED_OFFSET)
+    input_ids = torch.randint(0, 30522, (1, 128), generator=g, dtype=torch.int64)
+    attention_mask = torch.ones(1, 128, dtype=torch.int64)
+    attention_mask[:, 100:] = 0
+    return {
+        "model": model,
+        "inputs": [("input_ids", input_ids), ("attention_mask", attention_mask)],
+        "outputs": ["last_hidden_state", "pooler_output"],
+        "description": "BERT-base-shaped post-LN encoder: vocab 30522, 12 layers, hidden 768, 12 heads, "
+        "FFN 3072, erf GELU, seq 128 (last 28 tokens masked); benchmark model, built on request",
+    }
+
+
 def build_gpt2_tiny(seed):
     torch.manual_seed(seed)
     model = GptDecoder()
@@ -253,7 +273,10 @@ BUILDERS = {
     "vgg11": lambda seed: build_torchvision("vgg11", seed),
     "bert_tiny": build_bert_tiny,
     "gpt2_tiny": build_gpt2_tiny,
+    "bert_base": build_bert_base,
 }
+# Built only when named in --models (large; used by benchmarks, not by the tests).
+ON_REQUEST = {"bert_base"}
 
 # ---------------------------------------------------------------------------------------------
 
@@ -325,8 +348,9 @@ def build_one(name, out_dir, opset):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="models/zoo", help="output directory (default models/zoo)")
-    parser.add_argument("--models", default=",".join(BUILDERS),
-                        help="comma-separated list (default: all): " + ", ".join(BUILDERS))
+    parser.add_argument("--models", default=",".join(n for n in BUILDERS if n not in ON_REQUEST),
+                        help="comma-separated list (default: all but " + ", ".join(sorted(ON_REQUEST)) + "): " +
+                        ", ".join(BUILDERS))
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
     parser.add_argument("--force", action="store_true", help="rebuild models that already exist")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

@@ -271,6 +271,15 @@ void register_activation_operators(OperatorRegistry& registry) {
                                          "gamma", 1.05070102214813232421875f)));
   registry.add("Sigmoid", 1, 18, unary_factory(prim(UnaryKind::sigmoid)));
   registry.add("Tanh", 1, 18, unary_factory(prim(UnaryKind::tanh)));
+  // ONNX opset 20; also made at any opset by the fuse_gelu pass out of the exported subgraphs.
+  const KernelFactory gelu_erf = unary_factory(prim(UnaryKind::gelu_erf)),
+                      gelu_tanh = unary_factory(prim(UnaryKind::gelu_tanh));
+  registry.add("Gelu", 1, 22, [gelu_erf, gelu_tanh](KernelCreateContext& ctx) {
+    const std::string approximate = ctx.node.attributes.get_string("approximate", "none");
+    if (approximate != "none" && approximate != "tanh")
+      throw Error(ctx.describe() + ": approximate must be \"none\" or \"tanh\", not '" + approximate + "'");
+    return approximate == "tanh" ? gelu_tanh(ctx) : gelu_erf(ctx);
+  });
   registry.add("HardSigmoid", 1, 18,
                unary_factory(with_params(prim(UnaryKind::hard_sigmoid), "alpha", 0.2f, "beta", 0.5f)));
   registry.add("HardSwish", 14, 18, unary_factory(prim(UnaryKind::hard_swish)));

@@ -17,6 +17,7 @@ bool activation_from_onnx(const std::string& op, float alpha, float beta,
   else if (op == "HardSwish") p->kind = UnaryKind::hard_swish;
   else if (op == "Elu") p->kind = UnaryKind::elu;
   else if (op == "Gelu") p->kind = UnaryKind::gelu_erf;
+  else if (op == kFusedGeluTanh) p->kind = UnaryKind::gelu_tanh;
   else return false;
   return true;
 }

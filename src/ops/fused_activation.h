@@ -9,6 +9,8 @@ namespace tessera {
 constexpr const char* kFusedActivationAttribute = "tessera.activation";
 constexpr const char* kFusedAlphaAttribute = "tessera.activation_alpha";
 constexpr const char* kFusedBetaAttribute = "tessera.activation_beta";
+// The fused activation name of Gelu with approximate = "tanh".
+constexpr const char* kFusedGeluTanh = "Gelu:tanh";
 
 // Maps an ONNX activation op (with its attributes/params) to a unary primitive; false if the
 // op cannot be fused as a pointwise epilogue.

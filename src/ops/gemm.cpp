@@ -182,6 +182,7 @@ class MatMulKernel : public Kernel {
   bool fold_batch_into_rows = false;            // B shared by all batches and A contiguous
   primitives::PackedB packed_b;
   primitives::UnaryParams activation;
+  bool has_bias = false;  // input 2: a bias per output column (made by the fuse_matmul_bias pass)
 
   double flops() const override {
     return 2.0 * double(batches) * double(M) * double(N) * double(K);
@@ -196,8 +197,11 @@ class MatMulKernel : public Kernel {
     GemmEpilogue e;
     e.check = context.gemm_check;
     e.activation = activation;
+    const float* bias = has_bias ? inputs[2]->data<float>() : nullptr;
+    e.bias_per_column = bias;
     if (K == 0) {
-      std::fill(y, y + batches * M * N, 0.f);
+      for (int64_t r = 0; r < batches * M; ++r)
+        for (int64_t c = 0; c < N; ++c) y[r * N + c] = bias ? bias[c] : 0.f;
       primitives::unary_f32(activation, batches * M * N, y, y);
       return;
     }
@@ -243,6 +247,11 @@ std::unique_ptr<Kernel> create_matmul(KernelCreateContext& ctx) {
   Shape batch = broadcast_shapes({a_batch, b_batch}, ctx.describe());
   kernel->batches = shape_numel(batch);
   kernel->activation = fused_activation(ctx.node);
+  if (ctx.has_input(2)) {
+    if (ctx.input(2).dtype != DType::f32 || shape_numel(ctx.input(2).shape) != kernel->N)
+      throw Error(ctx.describe() + ": the bias (input 2) must hold " + std::to_string(kernel->N) + " floats");
+    kernel->has_bias = true;
+  }
   const int64_t b_batch_count = shape_numel(b_batch);
   if (b_batch_count == 1) {
     // Every batch shares B: stack the batches of A as rows of one large GEMM.

@@ -28,7 +28,8 @@ bool activation_parameters(const Graph& g, const Node& act, float* alpha, float*
       (i == 1 ? *alpha : *beta) = bound->data<float>()[0];
     }
   } else if (op == "Gelu") {
-    if (act.attributes.get_string("approximate", "none") != "none") return false;
+    const std::string approximate = act.attributes.get_string("approximate", "none");
+    if (approximate != "none" && approximate != "tanh") return false;
   }
   return true;
 }
@@ -57,7 +58,8 @@ int fuse_activation(Graph& graph) {
       continue;
     const Value& v = graph.values[size_t(x)];
     if (v.has_type && v.dtype != DType::f32) continue;
-    producer.attributes.set_string(kFusedActivationAttribute, act.op_type);
+    const bool gelu_tanh = act.op_type == "Gelu" && act.attributes.get_string("approximate", "none") == "tanh";
+    producer.attributes.set_string(kFusedActivationAttribute, gelu_tanh ? kFusedGeluTanh : act.op_type);
     producer.attributes.set_float(kFusedAlphaAttribute, alpha);
     producer.attributes.set_float(kFusedBetaAttribute, beta);
     producer.outputs[0] = act.outputs[0];

@@ -13,13 +13,7 @@ namespace {
 
 bool is_op(const Node& n, const char* op) { return n.domain.empty() && n.op_type == op; }
 
-// The scalar value of a constant (one element, f32), if it is one.
-bool scalar_constant(const Graph& g, int value, float* out) {
-  const Tensor* t = pass_utils::constant_f32(g, value);
-  if (!t || t->numel() != 1) return false;
-  *out = t->data<float>()[0];
-  return true;
-}
+using pass_utils::scalar_constant;
 
 int rank_of(const Graph& g, int value) {
   const Value& v = g.values[size_t(value)];

@@ -19,9 +19,23 @@ int fuse_activation(Graph& graph);
 // with the head split/merge Transposes around it absorbed into its operand layouts.
 int fuse_attention(Graph& graph);
 
+// The element-wise GELU subgraphs (erf and tanh forms) become one Gelu node.
+int fuse_gelu(Graph& graph);
+// The decomposed layer normalization (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) becomes one
+// LayerNormalization node.
+int fuse_layer_norm(Graph& graph);
+// LayerNormalization(a + b) becomes tessera.AddLayerNorm (which also writes a + b if it is read).
+int fuse_add_layer_norm(Graph& graph);
+// MatMul + Add(constant bias over the last axis) becomes MatMul with a bias input (epilogue).
+int fuse_matmul_bias(Graph& graph);
+// MatMuls reading the same input with constant weights (Q, K, V projections) become one MatMul
+// over the concatenated weights and a Split.
+int merge_parallel_matmuls(Graph& graph);
+
 struct PassReport {
   int identities_removed = 0, batchnorms_folded = 0, residuals_fused = 0, activations_fused = 0;
-  int attentions_fused = 0;
+  int attentions_fused = 0, gelus_fused = 0, layer_norms_fused = 0, add_layer_norms_fused = 0;
+  int matmul_biases_fused = 0, matmuls_merged = 0;
 };
 PassReport run_graph_passes(Graph& graph);
 

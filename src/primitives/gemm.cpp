@@ -320,6 +320,7 @@ struct RangeCheck {
       store.beta = 1.f;
       store.epilogue = p.epilogue;
       store.check_reference = nullptr;
+      store.prefetch_lines = 0;
       kernel.tile(store);
     }
   }
@@ -439,6 +440,7 @@ class PackedBPrefetch {
     const int64_t lines = (panel_end_ - panel_) * depth;
     per_call_ = calls > 0 ? (lines + calls - 1) / calls : lines;
   }
+  // Issues this call's share now (kernels that cannot spread it over their k loop).
   void step() {
     for (int64_t i = 0; i < per_call_ && panel_ < panel_end_; ++i) {
       __builtin_prefetch(base_ + panel_ * stride_ + line_ * kPanelWidth, 0, 2);
@@ -446,6 +448,19 @@ class PackedBPrefetch {
         line_ = 0;
         ++panel_;
       }
+    }
+  }
+  // Hands this call's share to the tile (up to the end of the current panel, whose lines are
+  // contiguous), for kernels that issue it themselves between their k steps.
+  void hand_to(GemmTileArgs& args) {
+    args.prefetch_lines = 0;
+    if (panel_ >= panel_end_ || per_call_ == 0) return;
+    args.prefetch = base_ + panel_ * stride_ + line_ * kPanelWidth;
+    args.prefetch_lines = std::min(per_call_, depth_ - line_);
+    line_ += args.prefetch_lines;
+    if (line_ == depth_) {
+      line_ = 0;
+      ++panel_;
     }
   }
 
@@ -554,7 +569,12 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
               const int64_t local = n0 - b_origin;
               b_pointer = b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
               args.c = p.C + m0 * p.ldc + n0;
-              if (!pack_b_now) prefetch.step();
+              if (!pack_b_now) {
+                if (kernel.prefetches_b)
+                  prefetch.hand_to(args);
+                else
+                  prefetch.step();
+              }
               if (!check) {
                 kernel.tile(args);
                 continue;

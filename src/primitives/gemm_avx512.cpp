@@ -109,6 +109,30 @@ void tile(const GemmTileArgs& t) {
     const __mmask16 rows = lanes_mask(ROWS);
     _mm512_mask_storeu_ps(t.check_reference, rows,
                           _mm512_add_ps(_mm512_maskz_loadu_ps(rows, t.check_reference), check));
+  } else if (t.prefetch_lines > 0 && t.batch == 1) {
+    // One prefetch every `step` k steps, between short runs of the same accumulation.
+    const float* a = t.a_batch[0] + t.a_offset;
+    const float* bp = t.b_batch[0] + t.b_offset;
+    const char* line = reinterpret_cast<const char*>(t.prefetch);
+    int64_t lines = t.prefetch_lines;
+    const int64_t step = std::max<int64_t>(4, t.k / lines);
+    for (int64_t k0 = 0; k0 < t.k; k0 += step) {
+      const int64_t count = std::min(step, t.k - k0);
+      if (mask_b)
+        accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset, count,
+                                             last_mask);
+      else
+        accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset, count,
+                                              last_mask);
+      a += (PACKED_A ? kRows : 1) * count;
+      bp += t.b_row_stride * count;
+      if (lines > 0) {
+        _mm_prefetch(line, _MM_HINT_T1);
+        line += 64;
+        --lines;
+      }
+    }
+    for (; lines > 0; --lines, line += 64) _mm_prefetch(line, _MM_HINT_T1);
   } else
   for (int64_t b = 0; b < t.batch; ++b) {
     const float* a = t.a_batch[b] + t.a_offset;
@@ -357,6 +381,7 @@ constinit const GemmKernel kGemmAvx512 = {kRows,          kVectors* kLanes,     
                                           tile_avx512,    pack_a_avx512,          true,
                                           tile_reference_scalar, panel_row_sums_avx512, column_reference_avx512,
                                           dot2_avx512,    axpy2_avx512,           tile_column_sums_avx512,
-                                          tile_partial_row_sums_avx512,           tile_row_sums_avx512};
+                                          tile_partial_row_sums_avx512,           tile_row_sums_avx512,
+                                          /*prefetches_b=*/true};
 
 }  // namespace tessera::primitives::detail

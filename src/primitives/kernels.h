@@ -63,6 +63,11 @@ struct GemmTileArgs {
   // GemmKernel::tile_reference after the tile.
   const float* check_b_sum = nullptr;
   float* check_reference = nullptr;
+  // Lines (64 bytes each, contiguous from `prefetch`) that kernels with GemmKernel::prefetches_b
+  // request into L2 while they compute the tile, spread over its k steps: the next block of
+  // packed weights, which would otherwise arrive from memory only when the next tile stalls on it.
+  const float* prefetch = nullptr;
+  int64_t prefetch_lines = 0;
 };
 
 // The same sums as the fused check, over a packed A micro-panel (a[kk * mr + r]), after the tile.
@@ -102,6 +107,7 @@ struct GemmKernel {
   // sums[r] = sum_j c[r * ldc + j] and abs_sums[r] = sum_j |c[r * ldc + j]| for r < rows,
   // j < cols (a finished tile, read back from L1).
   void (*tile_row_sums)(const float* c, int64_t ldc, int rows, int cols, float* sums, float* abs_sums);
+  bool prefetches_b = false;  // tile() issues GemmTileArgs::prefetch itself
 };
 
 // The portable ABFT sums, which the vector tables use where they have none of their own.

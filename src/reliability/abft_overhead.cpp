@@ -76,7 +76,12 @@ AbftOverheadReport measure_abft_overheads(Session& session, const std::map<std::
   std::map<std::string, analysis::ModelProfile> profiles;
   for (auto& run : runs) profiles[run->name] = run->profiler.summarize(base.roof);
   // Per layer: the faster of global and thread for the tuned policy.
-  const AbftMonitor& automatic = *runs[3]->monitor;
+  auto named = [&](const std::string& name) -> PolicyRun& {
+    for (auto& run : runs)
+      if (run->name == name) return *run;
+    throw Error("ABFT overhead: no run named " + name);
+  };
+  const AbftMonitor& automatic = *named("auto").monitor;
   std::map<int, const AbftLayer*> auto_layers;
   for (const AbftLayer* layer : automatic.layers()) auto_layers[layer->step] = layer;
   std::map<std::string, GemmCheckScheme> tuned;
@@ -105,7 +110,7 @@ AbftOverheadReport measure_abft_overheads(Session& session, const std::map<std::
   runs.back()->options.tuned_schemes = tuned;
   runs.back()->monitor = std::make_unique<AbftMonitor>(runs.back()->options);
   for (int r = 0; r < rounds; ++r) {
-    run_policy(session, inputs, *runs[0], iterations);  // off again beside it
+    run_policy(session, inputs, named("off"), iterations);  // off again beside it
     run_policy(session, inputs, *runs.back(), iterations);
   }
   const analysis::ModelProfile tuned_profile = runs.back()->profiler.summarize(base.roof);

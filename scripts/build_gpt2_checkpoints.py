@@ -75,9 +75,9 @@ class Gpt2:
     def conv1d(self, x, name):  # Hugging Face Conv1D: x W + b with W [in, out]
         return torch.addmm(self.p[name + ".bias"], x, self.p[name + ".weight"])
 
-    def forward(self, ids, past=None):
+    def forward(self, ids, past=None, all_logits=True):
         """ids: [T] token ids appended after `past` (a list of per-layer (k, v), each [H, P, hd]).
-        Returns the logits [T, vocab] and the new past."""
+        Returns the logits [T, vocab] (or [1, vocab], the last position's) and the new past."""
         c, p = self.c, self.p
         T = ids.shape[0]
         P = 0 if past is None else past[0][0].shape[1]
@@ -101,14 +101,14 @@ class Gpt2:
             x = x + self.conv1d(attention, h + "attn.c_proj")
             hidden = gelu_new(self.conv1d(self.layer_norm(x, h + "ln_2"), h + "mlp.c_fc"))
             x = x + self.conv1d(hidden, h + "mlp.c_proj")
-        x = self.layer_norm(x, "ln_f")
+        x = self.layer_norm(x if all_logits else x[-1:], "ln_f")
         head = p["lm_head.weight"] if "lm_head.weight" in p else p["wte.weight"]
         return x @ head.t(), present
 
     def greedy(self, prompt, new_tokens):
         """Greedy continuation with the KV cache; also the smallest top-1 / top-2 logit gap seen."""
         with torch.no_grad():
-            logits, past = self.forward(torch.tensor(prompt))
+            logits, past = self.forward(torch.tensor(prompt), all_logits=False)
             last = logits[-1]
             tokens, smallest_gap = [], float("inf")
             for step in range(new_tokens):
@@ -117,7 +117,7 @@ class Gpt2:
                 token = int(torch.argmax(last))
                 tokens.append(token)
                 if step + 1 < new_tokens:
-                    logits, past = self.forward(torch.tensor([token]), past)
+                    logits, past = self.forward(torch.tensor([token]), past, all_logits=False)
                     last = logits[-1]
         return tokens, smallest_gap
 

@@ -134,9 +134,10 @@ Gpt2State::Gpt2State(const Gpt2Model& model, int sequences, int64_t capacity)
   b.weights = model.weights_.get();
   b.sequences = sequences;
   b.capacity = capacity == 0 ? c.n_positions : std::min(capacity, c.n_positions);
+  b.key_stride = b.capacity + 16;
   b.lengths.assign(size_t(sequences), 0);
   const double bytes =
-      double(sequences) * double(c.n_layer) * 2.0 * double(c.n_embd) * double(b.capacity) * 4.0;
+      double(sequences) * double(c.n_layer) * double(b.layer_cache_floats()) * double(sizeof(float));
   TESSERA_CHECK(bytes <= double(kMaxTensorBytes),
                 "a KV cache of " + std::to_string(int64_t(bytes / double(1 << 30))) +
                     " GiB is too large (fewer sequences or a smaller capacity)");
@@ -165,7 +166,7 @@ Tensor Gpt2Model::forward(Gpt2State& state, std::span<const Gpt2Input> inputs, L
   const Weights& w = *weights_;
   const Gpt2Config& c = w.config;
   TESSERA_CHECK(b.weights == &w, "this Gpt2State was made for another model");
-  const int64_t C = c.n_embd, hd = c.head_size(), cap = b.capacity;
+  const int64_t C = c.n_embd, hd = c.head_size(), cap = b.capacity, key_stride = b.key_stride;
 
   // Rows: the inputs' tokens one after another; each row's sequence and position.
   int64_t rows = 0;
@@ -234,17 +235,18 @@ Tensor Gpt2Model::forward(Gpt2State& state, std::span<const Gpt2Input> inputs, L
       for (const Gpt2Input& in : inputs) {
         float* keys = b.keys(in.sequence, layer);
         float* values = b.values(in.sequence, layer);
-        const int64_t past = b.lengths[size_t(in.sequence)];
-        for (int64_t i = 0; i < int64_t(in.tokens.size()); ++i, ++row) {
-          const float* k = b.qkv.data() + row * 3 * C + C;
-          const float* v = k + C;
-          const int64_t position = past + i;
-          for (int64_t head = 0; head < c.n_head; ++head) {
-            float* key_column = keys + head * hd * cap + position;
-            for (int64_t d = 0; d < hd; ++d) key_column[d * cap] = k[head * hd + d];
-            std::copy_n(v + head * hd, hd, values + (head * cap + position) * hd);
-          }
+        const int64_t past = b.lengths[size_t(in.sequence)], count = int64_t(in.tokens.size());
+        const float* k = b.qkv.data() + row * 3 * C + C;
+        const float* v = k + C;
+        for (int64_t head = 0; head < c.n_head; ++head) {
+          // Keys transposed a block at a time (a prompt's keys would otherwise be written one
+          // float per cache line).
+          primitives::transpose_2d(count, hd, k + head * hd, 3 * C, keys + head * hd * key_stride + past,
+                                   key_stride, sizeof(float));
+          for (int64_t i = 0; i < count; ++i)
+            std::copy_n(v + i * 3 * C + head * hd, hd, values + (head * cap + past + i) * hd);
         }
+        row += count;
       }
     }
 
@@ -255,8 +257,9 @@ Tensor Gpt2Model::forward(Gpt2State& state, std::span<const Gpt2Input> inputs, L
       scores.resize(size_t(t.rows * keys));
       row_stat.resize(size_t(t.rows));
       const float* query = b.qkv.data() + t.row * 3 * C + t.head * hd;
-      const float* key_rows = b.keys(t.sequence, layer) + t.head * hd * cap;
-      primitives::brgemm_f32(t.rows, keys, hd, 1, &query, 3 * C, &key_rows, cap, scores.data(), keys, false);
+      const float* key_rows = b.keys(t.sequence, layer) + t.head * hd * key_stride;
+      primitives::brgemm_f32(t.rows, keys, hd, 1, &query, 3 * C, &key_rows, key_stride, scores.data(), keys,
+                             false);
       // Causal mask: query r (at position t.position + r) sees keys up to its own position.
       for (int64_t r = 0; r + 1 < t.rows; ++r)
         std::fill(scores.data() + r * keys + t.position + r + 1, scores.data() + (r + 1) * keys,

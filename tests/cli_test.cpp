@@ -207,7 +207,8 @@ TEST_F(CliTest, InjectWritesConsistentReportsAndIsReproducible) {
   // Spatial patterns on activations.
   r = run_cli("inject " + model_ + " --data " + dir_ + "/x.npy --n 20 --pattern any --no-progress --json " + json2);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const auto& rec : nlohmann::json::parse(read(json2))["records"]) EXPECT_FALSE(rec["pattern"].get<std::string>().empty());
+  const nlohmann::json spatial = nlohmann::json::parse(read(json2));
+  for (const auto& rec : spatial["records"]) EXPECT_FALSE(rec["pattern"].get<std::string>().empty());
 }
 
 // The same campaign split over 2 MPI ranks (Debian Open MPI, set up by scripts/setup.sh) merges

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ops/operator.h"
+#include "primitives/primitives.h"
 
 namespace tessera {
 
@@ -39,18 +40,20 @@ std::unique_ptr<Kernel> create_add_layer_norm(KernelCreateContext& ctx) {
           local.resize(size_t(columns));
           s = local.data();
         }
-        double total = 0;
-        for (int64_t i = 0; i < columns; ++i) {
-          s[i] = ar[i] + br[i];
-          total += s[i];
-        }
-        const double mean = total / double(columns);
-        double squares = 0;
-        for (int64_t i = 0; i < columns; ++i) squares += (s[i] - mean) * (s[i] - mean);
-        const float inv_std = float(1.0 / std::sqrt(squares / double(columns) + epsilon));
-        const float m = float(mean);
+        // Vector passes (the primitives' sums keep many partial sums, so they are both fast and
+        // more accurate than one running float): sum, mean, centred squares, normalize.
+        primitives::binary_f32(primitives::BinaryKind::add, 1, columns, ar, columns, 1, br, columns, 1, s, columns);
+        float total = 0, squares = 0;
+        primitives::reduce_rows_f32(primitives::ReduceKind::sum, 1, columns, s, columns, &total);
+        const float mean = total / float(columns);
         float* yr = y + r * columns;
-        for (int64_t i = 0; i < columns; ++i) yr[i] = (s[i] - m) * inv_std * scale[i] + (bias ? bias[i] : 0.f);
+        for (int64_t i = 0; i < columns; ++i) yr[i] = s[i] - mean;
+        primitives::reduce_rows_f32(primitives::ReduceKind::sum_squares, 1, columns, yr, columns, &squares);
+        const float inv_std = 1.f / std::sqrt(squares / float(columns) + epsilon);
+        if (bias)
+          for (int64_t i = 0; i < columns; ++i) yr[i] = yr[i] * inv_std * scale[i] + bias[i];
+        else
+          for (int64_t i = 0; i < columns; ++i) yr[i] = yr[i] * inv_std * scale[i];
       }
     }, grain);
   };

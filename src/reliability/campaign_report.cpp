@@ -29,7 +29,8 @@ namespace {
 constexpr Outcome kOutcomes[kOutcomeCount] = {Outcome::masked, Outcome::tolerable_sdc, Outcome::critical_sdc,
                                              Outcome::detected, Outcome::non_finite};
 
-// Groups records by key, in first-seen order unless `order` sorts them.
+// Groups records by the key `key(record)` gives (records with an empty key are left out), in
+// first-seen order.
 template <typename Key>
 std::vector<OutcomeGroup> group_by(const CampaignResult& result, Key key) {
   std::vector<OutcomeGroup> groups;

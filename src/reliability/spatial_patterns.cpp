@@ -14,7 +14,7 @@ namespace tessera::reliability {
 namespace {
 using nlohmann::json;
 
-// A count: a number or [min, max], each >= 1 (0 allowed where `allow_zero`).
+// A count: a number or [min, max], with 1 <= min <= max.
 CountRange parse_range(const json& j, const std::string& where) {
   CountRange r;
   if (j.is_number_integer()) {

@@ -33,6 +33,8 @@ def parse_args():
     parser.add_argument("--context", type=int, default=8, help="prompt tokens before the decode steps")
     parser.add_argument("--decode-steps", type=int, default=64, help="PyTorch decode steps per round")
     parser.add_argument("--prefill", type=int, default=512, help="prompt tokens of the prefill case")
+    parser.add_argument("--pytorch-blas-threads", type=int,
+                        help="OpenBLAS threads for PyTorch (default: --threads); its intra-op threads are --threads")
     parser.add_argument("--refresh-machine", action="store_true",
                         help="measure the machine's ceilings again in this run (else the cached ones)")
     parser.add_argument("--json", help="also write the results as JSON to this file")
@@ -41,7 +43,7 @@ def parse_args():
 
 ARGS = parse_args()
 # OpenBLAS reads its thread count when it loads: set it before torch.
-os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)
+os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.pytorch_blas_threads or ARGS.threads)
 os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -160,14 +162,15 @@ def main():
         "load_average": os.getloadavg(), "machine_measured_at": ceilings["measured_at"],
         "bandwidth_gbs": ceilings["bandwidth_gbs_all"], "peak_gflops": ceilings["peak_gflops_all"],
         "decode_weight_mb": weight_bytes / 1e6, "bound_ms_per_token": bound_ms,
+        "pytorch_blas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
         "tessera_decode_ms": median(tessera_times, "decode"), "pytorch_decode_ms": median(pytorch_times, "decode"),
         "tessera_prefill_ms": median(tessera_times, "prefill"), "pytorch_prefill_ms": median(pytorch_times, "prefill"),
         "prefill_gflop": flops / 1e9, "torch": torch.__version__, "python": platform.python_version(),
     }
     r = results
     print()
-    print("%s, %d threads, %d rounds, %s; load average %.2f %.2f %.2f" % (
-        r["cpu"], r["threads"], r["rounds"], r["date"], *r["load_average"]))
+    print("%s, %d threads (PyTorch's OpenBLAS: %d), %d rounds, %s; load average %.2f %.2f %.2f" % (
+        r["cpu"], r["threads"], r["pytorch_blas_threads"], r["rounds"], r["date"], *r["load_average"]))
     print("machine: %.1f GB/s triad, %.1f GFLOP/s peak (measured %s)" % (
         r["bandwidth_gbs"], r["peak_gflops"], r["machine_measured_at"]))
     print("decode (context %d): %.1f MB of weights per token; bandwidth bound %.2f ms/token" % (

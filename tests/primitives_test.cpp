@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -222,6 +223,36 @@ TEST(Primitives, IsaDetectionAndOverride) {
 }
 
 // ------------------------------------------------------------------------------ unary
+// The extension flags agree with the kernel's view of the CPU (/proc/cpuinfo), an independent
+// reading of CPUID, and vanish when the ISA is lowered.
+TEST(Primitives, CpuExtensionsMatchProcCpuinfo) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("flags", 0) == 0) {
+      flags = " " + line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  if (flags.empty()) GTEST_SKIP() << "no /proc/cpuinfo flags";
+  auto has = [&](const char* flag) {
+    std::string needle = " ";
+    needle.append(flag).push_back(' ');
+    return flags.find(needle) != std::string::npos;
+  };
+  const auto& found = prim::detected_extensions();
+  if (prim::detected_isa() == prim::Isa::avx512) {
+    EXPECT_EQ(found.avx512_vnni, has("avx512_vnni"));
+    EXPECT_EQ(found.avx512_vpopcntdq, has("avx512_vpopcntdq"));
+    EXPECT_EQ(found.avx512_bitalg, has("avx512_bitalg"));
+    EXPECT_EQ(found.avx512_bf16, has("avx512_bf16"));
+  }
+  const prim::Isa before = prim::active_isa();
+  prim::set_isa(prim::Isa::avx2);
+  const auto lowered = prim::active_extensions();
+  EXPECT_FALSE(lowered.avx512_vnni || lowered.avx512_vpopcntdq || lowered.avx512_bitalg || lowered.avx512_bf16);
+  prim::set_isa(before);
+}
+
 TEST(Primitives, UnaryAllKindsWithTails) {
   for_each_isa([](Isa) {
     for (const UnaryCase& c : kUnaryCases) {

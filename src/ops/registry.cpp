@@ -1,6 +1,7 @@
 // Operator registry: op type + domain + opset range -> kernel factory.
 #include <algorithm>
 
+#include "compression/compression_operators.h"
 #include "ops/operator.h"
 
 namespace tessera {
@@ -59,6 +60,7 @@ OperatorRegistry::OperatorRegistry() {
   register_signal_operators(*this);
   register_linear_algebra_operators(*this);
   register_sampling_operators(*this);
+  register_compression_operators(*this);
 }
 
 void OperatorRegistry::add(const std::string& op_type, int min_opset, int max_opset,

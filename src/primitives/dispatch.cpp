@@ -40,6 +40,19 @@ Isa probe_cpu() {
   return Isa::avx2;
 }
 
+CpuExtensions probe_extensions() {
+  CpuExtensions found;
+  if (probe_cpu() != Isa::avx512) return found;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  found.avx512_vnni = ecx & (1u << 11);
+  found.avx512_bitalg = ecx & (1u << 12);
+  found.avx512_vpopcntdq = ecx & (1u << 14);
+  __cpuid_count(7, 1, eax, ebx, ecx, edx);
+  found.avx512_bf16 = eax & (1u << 5);
+  return found;
+}
+
 Isa isa_from_environment(Isa detected) {
   const char* value = std::getenv("TESSERA_ISA");
   if (!value) return detected;
@@ -78,6 +91,15 @@ Isa detected_isa() {
 }
 
 Isa active_isa() { return Isa(active_slot().load(std::memory_order_relaxed)); }
+
+const CpuExtensions& detected_extensions() {
+  static const CpuExtensions detected = probe_extensions();
+  return detected;
+}
+
+CpuExtensions active_extensions() {
+  return active_isa() == Isa::avx512 ? detected_extensions() : CpuExtensions{};
+}
 
 Isa set_isa(Isa isa) {
   const Isa clamped = isa < detected_isa() ? isa : detected_isa();

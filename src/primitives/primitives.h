@@ -21,6 +21,22 @@ Isa active_isa();
 // Forces an ISA (clamped to what the CPU supports); returns the one now active. For tests.
 Isa set_isa(Isa isa);
 
+// Extensions beyond the three ISA levels, for kernels that have a faster variant where present.
+// Each is true only when the CPU has it, the OS saves the state it needs, and active_isa() is
+// avx512 (so TESSERA_ISA=avx2 or scalar also turns them off). Files that use them end in
+// _avx512vnni.cpp (VNNI) or _avx512popcnt.cpp (VPOPCNTDQ + BITALG) and are compiled with
+// those flags.
+struct CpuExtensions {
+  bool avx512_vnni = false;       // VPDPBUSD: u8 x s8 dot products into int32
+  bool avx512_vpopcntdq = false;  // VPOPCNTQ/D on 512-bit vectors
+  bool avx512_bitalg = false;     // VPOPCNTB/W
+  bool avx512_bf16 = false;       // VDPBF16PS
+};
+// What the CPU has (whatever the active ISA).
+const CpuExtensions& detected_extensions();
+// What may be used now: detected_extensions() masked off unless active_isa() == Isa::avx512.
+CpuExtensions active_extensions();
+
 // ---------------------------------------------------------------- unary
 enum class UnaryKind {
   identity, relu, leaky_relu, elu, selu, sigmoid, tanh, exp, log, sqrt, erf, neg, abs, reciprocal,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "primitives/primitives.h"
+#include "primitives/gemm_int8.h"
 
 namespace prim = tessera::primitives;
 
@@ -223,5 +224,43 @@ BENCHMARK(BM_GemmPackedBiasRelu)
     ->Apply(skinny_shapes)
     ->ArgNames({"M", "N", "K"})
     ->Unit(benchmark::kMillisecond);
+
+// The int8 GEMM (u8 activations x s8 weights, requantized to u8 with ReLU: a quantized
+// convolution's GEMM in NHWC form, M = output pixels, N = output channels) beside the f32 packed
+// GEMM on the same shapes; "GFLOP/s" counts one int8 multiply-add as 2 operations.
+void BM_GemmInt8(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  std::vector<uint8_t> A(size_t(M * K));
+  std::vector<int8_t> B(size_t(K * N));
+  for (size_t i = 0; i < A.size(); ++i) A[i] = uint8_t((i * 37) & 255);
+  for (size_t i = 0; i < B.size(); ++i) B[i] = int8_t(int((i * 91) & 255) - 128);
+  std::vector<float> scale(size_t(N), 1e-4f), bias(size_t(N), 0.1f);
+  std::vector<uint8_t> C(size_t(M * N));
+  const prim::PackedInt8B packed(K, N, B.data(), N, false);
+  prim::Int8Epilogue epilogue;
+  epilogue.output = prim::Int8Epilogue::Output::u8;
+  epilogue.scale = scale.data();
+  epilogue.bias = bias.data();
+  epilogue.a_zero_point = 3;
+  epilogue.relu = true;
+  epilogue.output_scale = 0.05f;
+  for (auto _ : state) {
+    prim::gemm_u8s8_packed(M, A.data(), K, packed, C.data(), N, epilogue, nullptr);
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * double(M) * double(N) * double(K));
+  state.SetLabel(prim::active_extensions().avx512_vnni ? "vnni" : prim::isa_name(prim::active_isa()));
+}
+
+// ResNet-50's convolutions as NHWC GEMMs (pixels x output channels x reduction).
+void int8_conv_shapes(benchmark::internal::Benchmark* b) {
+  for (auto shape : {std::array<int64_t, 3>{3136, 64, 64}, {3136, 256, 64}, {3136, 64, 576},
+                     {784, 128, 1152}, {784, 512, 128}, {196, 256, 2304}, {196, 1024, 256},
+                     {49, 512, 4608}, {1024, 1024, 1024}})
+    b->Args({shape[0], shape[1], shape[2]});
+}
+
+BENCHMARK(BM_GemmInt8)->Apply(int8_conv_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmPacked)->Apply(int8_conv_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -214,7 +214,9 @@ TEST(GemmInt8, BatchReduceEqualsConcatenatedRows) {
     for (const auto& e : epilogues(p)) {
       if (e.b_zero_points) continue;  // covered by the GEMM test; needs row sums of A
       std::vector<int32_t> c(size_t(rows * N));
-      prim::brgemm_u8s8(rows, windows, taps, channels, channels, packed, c.data(), N, e, 0, nullptr);
+      const prim::PreparedInt8Epilogue prepared(packed, e);
+      prim::brgemm_u8s8(rows, windows, taps, channels, channels, packed, c.data(), N, prepared, e.residual, N,
+                        nullptr);
       expect_matches(p, e, c.data(), "brgemm " + isa_label(isa));
     }
   }

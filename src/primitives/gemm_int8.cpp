@@ -33,7 +33,7 @@ const detail::Int8GemmKernel& active_kernel() {
 }
 
 // Per column of C: the int32 terms of the zero points that do not depend on the row.
-std::vector<int32_t> column_offsets(const PackedInt8B& B, const Int8Epilogue& e) {
+std::vector<int32_t> zero_point_offsets(const PackedInt8B& B, const Int8Epilogue& e) {
   std::vector<int32_t> offsets;
   if (e.output == Int8Epilogue::Output::s32) return offsets;
   if (e.a_zero_point == 0 && !e.b_zero_points) return offsets;
@@ -72,6 +72,21 @@ PackedInt8B::PackedInt8B(int64_t K, int64_t N, const int8_t* b, int64_t ldb, boo
   }
 }
 
+PreparedInt8Epilogue::PreparedInt8Epilogue(const PackedInt8B& B, const Int8Epilogue& epilogue)
+    : epilogue_(epilogue), offsets_(zero_point_offsets(B, epilogue)) {
+  epilogue_.residual = nullptr;
+  if (epilogue.output == Int8Epilogue::Output::s32) return;
+  const size_t padded = size_t(B.panel_count() * 16);
+  multipliers_.assign(padded, 0.f);
+  addends_.assign(padded, 0.f);
+  // f32: f = acc * scale + bias. u8: f / output_scale = acc * (scale / os) + bias / os.
+  const float to_units = epilogue.output == Int8Epilogue::Output::u8 ? 1.f / epilogue.output_scale : 1.f;
+  for (int64_t n = 0; n < B.N(); ++n) {
+    multipliers_[size_t(n)] = epilogue.scale[epilogue.scale_per_tensor ? 0 : n] * to_units;
+    addends_[size_t(n)] = epilogue.bias ? epilogue.bias[n] * to_units : 0.f;
+  }
+}
+
 int int8_gemm_tile_rows() { return active_kernel().mr; }
 
 namespace detail {
@@ -99,8 +114,8 @@ void int8_epilogue_store(const Int8TileArgs& args, int r, int col, int32_t acc) 
     return std::clamp(q, 0.f, 255.f);
   };
   float q = quantize(f, 1.f / e.output_scale, e.output_zero_point);
-  if (e.residual) {
-    const float r_value = e.residual[(args.row0 + r) * e.ld_residual + n];
+  if (args.residual) {
+    const float r_value = args.residual[r * args.ld_residual + col];
     float g = (q - float(e.output_zero_point)) * e.output_scale +
               (r_value - float(e.residual_zero_point)) * e.residual_scale;
     if (e.relu_after_residual) g = std::max(g, 0.f);
@@ -170,10 +185,10 @@ struct Int8Call {
   const PackedInt8B* B;
   void* C;
   int64_t ldc;
-  const Int8Epilogue* epilogue;
-  const int32_t* column_offsets;
+  const PreparedInt8Epilogue* prepared;
+  const uint8_t* residual;  // at the call's first row
+  int64_t ld_residual;
   const int32_t* row_sums;  // per row of the call, or nullptr
-  int64_t row0;             // the call's first row in the whole C (residual indexing)
 
   void run(int64_t m_begin, int64_t m_end, int64_t p_begin, int64_t p_end) const {
     detail::Int8TileArgs args;
@@ -184,9 +199,12 @@ struct Int8Call {
     args.k_tail = int(k_per_batch % 4);
     args.b_panel_stride = B->panel_stride();
     args.ldc = ldc;
-    args.epilogue = epilogue;
-    args.column_offsets = column_offsets;
-    const size_t element = output_element_size(*epilogue);
+    args.epilogue = &prepared->epilogue();
+    args.column_offsets = prepared->column_offsets();
+    args.multipliers = prepared->multipliers();
+    args.addends = prepared->addends();
+    args.ld_residual = ld_residual;
+    const size_t element = output_element_size(prepared->epilogue());
     const int mr = kernel->mr, np = kernel->max_panels;
     for (int64_t p = p_begin; p < p_end; p += np) {
       args.panels = int(std::min<int64_t>(np, p_end - p));
@@ -196,8 +214,8 @@ struct Int8Call {
       for (int64_t m = m_begin; m < m_end; m += mr) {
         args.rows = int(std::min<int64_t>(mr, m_end - m));
         args.a_offset = m * lda;
-        args.row0 = row0 + m;
         args.tile_row_sums = row_sums ? row_sums + m : nullptr;
+        args.residual = residual ? residual + m * ld_residual + p * 16 : nullptr;
         args.c = static_cast<char*>(C) + (m * ldc + p * 16) * int64_t(element);
         kernel->tile(args);
       }
@@ -219,7 +237,7 @@ void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8
   if (B.empty()) throw std::invalid_argument("gemm_u8s8_packed: B was not packed");
   check_epilogue(epilogue);
   if (M <= 0) return;
-  const std::vector<int32_t> offsets = column_offsets(B, epilogue);
+  const PreparedInt8Epilogue prepared(B, epilogue);
   std::vector<int32_t> row_sums;
   if (epilogue.b_zero_points && epilogue.output != Int8Epilogue::Output::s32) {
     row_sums.resize(size_t(M));
@@ -230,8 +248,8 @@ void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8
     }
   }
   const detail::Int8GemmKernel& kernel = active_kernel();
-  Int8Call call{&kernel, &A, 1, B.K(), lda, &B, C, ldc, &epilogue,
-                offsets.empty() ? nullptr : offsets.data(), row_sums.empty() ? nullptr : row_sums.data(), 0};
+  Int8Call call{&kernel, &A, 1, B.K(), lda, &B, C, ldc, &prepared, epilogue.residual, epilogue.ld_residual,
+                row_sums.empty() ? nullptr : row_sums.data()};
   // Work items: blocks of rows x blocks of panels, so both tall and wide products split.
   const int64_t panels = B.panel_count();
   const int64_t panel_block = kernel.max_panels;
@@ -259,20 +277,18 @@ void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8
 }
 
 void brgemm_u8s8(int64_t rows, const uint8_t* const* a_batch, int64_t batch, int64_t k_per_batch, int64_t lda,
-                 const PackedInt8B& B, void* c, int64_t ldc, const Int8Epilogue& epilogue, int64_t row0,
-                 const int32_t* rowsum_a) {
+                 const PackedInt8B& B, void* c, int64_t ldc, const PreparedInt8Epilogue& epilogue,
+                 const uint8_t* residual, int64_t ld_residual, const int32_t* rowsum_a) {
   if (B.empty()) throw std::invalid_argument("brgemm_u8s8: B was not packed");
-  check_epilogue(epilogue);
+  const Int8Epilogue& e = epilogue.epilogue();
+  check_epilogue(e);
   if (batch > 1 && k_per_batch % 4 != 0)
     throw std::invalid_argument("brgemm_u8s8: k_per_batch must be a multiple of 4 when batched");
   if (batch * k_per_batch != B.K()) throw std::invalid_argument("brgemm_u8s8: batch * k_per_batch != K");
-  if (epilogue.b_zero_points && !rowsum_a) throw std::invalid_argument("brgemm_u8s8: row sums of A needed");
+  if (e.b_zero_points && !rowsum_a) throw std::invalid_argument("brgemm_u8s8: row sums of A needed");
   if (rows <= 0) return;
-  // Per call; convolutions call this per tile, so they pass the same B and epilogue each time,
-  // and the offsets are cheap next to the tile (N ints).
-  const std::vector<int32_t> offsets = column_offsets(B, epilogue);
-  Int8Call call{&active_kernel(), a_batch, batch, k_per_batch, lda, &B, c, ldc, &epilogue,
-                offsets.empty() ? nullptr : offsets.data(), rowsum_a, row0};
+  Int8Call call{&active_kernel(), a_batch, batch, k_per_batch, lda, &B, c, ldc, &epilogue, residual, ld_residual,
+                rowsum_a};
   call.run(0, rows, 0, B.panel_count());
 }
 
@@ -296,8 +312,9 @@ void gemm_u8s8_reference(int64_t M, int64_t N, int64_t K, const uint8_t* A, int6
     int32_t row_sum = 0;
     for (int64_t k = 0; k < K; ++k) row_sum += A[m * lda + k];
     args.tile_row_sums = &row_sum;
-    args.row0 = m;
     args.col0 = 0;
+    args.residual = epilogue.residual ? epilogue.residual + m * epilogue.ld_residual : nullptr;
+    args.ld_residual = epilogue.ld_residual;
     args.c = static_cast<char*>(C) + m * ldc * int64_t(element);
     for (int64_t n = 0; n < N; ++n) {
       int32_t acc = 0;

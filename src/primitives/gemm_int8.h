@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "tessera/thread_pool.h"
 
@@ -73,15 +74,36 @@ struct Int8Epilogue {
 void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8B& B, void* C,
                       int64_t ldc, const Int8Epilogue& epilogue, ThreadPool* pool);
 
+// An epilogue bound to one packed B, with its per-column constants folded once (zero-point
+// terms, scale / output scale, bias / output scale): made at plan time for a layer's weights.
+// The residual pointer and ld_residual of the epilogue are ignored here (given per call).
+class PreparedInt8Epilogue {
+ public:
+  PreparedInt8Epilogue() = default;
+  PreparedInt8Epilogue(const PackedInt8B& B, const Int8Epilogue& epilogue);
+  const Int8Epilogue& epilogue() const { return epilogue_; }
+  const int32_t* column_offsets() const { return offsets_.empty() ? nullptr : offsets_.data(); }
+  const float* multipliers() const { return multipliers_.data(); }
+  const float* addends() const { return addends_.data(); }
+
+ private:
+  Int8Epilogue epilogue_;
+  // Per column (padded to whole panels): int32 added to the accumulator, then the multiplier
+  // and addend that take it to f32 (output f32) or to units of the output scale (output u8).
+  std::vector<int32_t> offsets_;
+  std::vector<float> multipliers_, addends_;
+};
+
 // Batch-reduce form for convolutions as implicit GEMM: row m of the A operand is the
-// concatenation over b < batch of a_batch[b] + offset(m) .. + k_per_batch, where offset(m) is
-// m * lda; B's K is batch * k_per_batch (k_per_batch a multiple of 4), in that order. Computes
-// `rows` rows (rows <= any M; callers tile), single-threaded, into C at c (ldc), columns
-// [0, N). row0 is the tile's first row in the whole C, which the residual is indexed by.
-// rowsum_a is required when b_zero_points is set (one per row of this call).
+// concatenation over b < batch of a_batch[b] + m * lda .. + k_per_batch; B's K is
+// batch * k_per_batch (k_per_batch a multiple of 4 when batch > 1), in that order. Computes
+// `rows` rows (callers tile M), single-threaded, into C at c (ldc), all N columns. residual
+// (when the epilogue has one) points at this tile's first row, ld_residual apart. rowsum_a is
+// required when the epilogue has b_zero_points (one per row of this call).
 void brgemm_u8s8(int64_t rows, const uint8_t* const* a_batch, int64_t batch, int64_t k_per_batch,
-                 int64_t lda, const PackedInt8B& B, void* c, int64_t ldc, const Int8Epilogue& epilogue,
-                 int64_t row0, const int32_t* rowsum_a);
+                 int64_t lda, const PackedInt8B& B, void* c, int64_t ldc,
+                 const PreparedInt8Epilogue& epilogue, const uint8_t* residual, int64_t ld_residual,
+                 const int32_t* rowsum_a);
 
 // Scalar reference of the whole computation on unpacked operands (for tests and fallbacks):
 // b is K x N s8 row-major.

@@ -21,16 +21,22 @@ struct Int8TileArgs {
   int k_tail = 0;
   const int8_t* b = nullptr;  // the tile's first panel; next ones b_panel_stride bytes apart
   int64_t b_panel_stride = 0;
-  // Output tile origin (element type from the epilogue) and where it sits in the whole C.
+  // Output tile origin (element type from the epilogue) and its first column in the whole C.
   void* c = nullptr;
   int64_t ldc = 0;
-  int64_t row0 = 0, col0 = 0;
+  int64_t col0 = 0;
   const Int8Epilogue* epilogue = nullptr;
+  // The residual's tile origin (row r, column col at residual[r * ld_residual + col]).
+  const uint8_t* residual = nullptr;
+  int64_t ld_residual = 0;
   // Per column of the whole C: int32 added to every accumulator before scaling
   // (-za colsum(n) + K za zb(n)); nullptr when zero. Per row of this tile: rowsum_a(m), read
-  // only with epilogue->b_zero_points.
+  // only with epilogue->b_zero_points. The folded multipliers and addends of
+  // PreparedInt8Epilogue (the vector kernel's form of the same epilogue).
   const int32_t* column_offsets = nullptr;
   const int32_t* tile_row_sums = nullptr;
+  const float* multipliers = nullptr;
+  const float* addends = nullptr;
 };
 
 struct Int8GemmKernel {

@@ -43,7 +43,7 @@ int64_t max_magnitude(const BitplaneMatrix& m) {
 }
 
 // Runs the tiles of x * y^T and hands each tile's finished integer products to
-// store(row0, col0, rows, cols, products[rows * cols]).
+// store(row0, col0, rows, cols, products, ld) with product (r, c) at products[r * ld + c].
 template <typename Store>
 void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* pool, BitplaneKernel kernel,
                const Store& store) {
@@ -77,8 +77,9 @@ void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* poo
     args.y_signed = y.encoding() == BitplaneEncoding::signed_int;
     args.xor_mode = x_binary && y_binary;
     args.words = x.words_per_plane();
-    int64_t raw[64];
+    alignas(64) int64_t raw[64];
     args.raw = raw;
+    args.raw_ld = table.nr;
     for (int64_t r0 = row_begin; r0 < row_end; r0 += table.mr) {
       args.rows = int(std::min<int64_t>(table.mr, row_end - r0));
       for (int r = 0; r < args.rows; ++r) args.x_rows[r] = x.row(r0 + r);
@@ -87,17 +88,19 @@ void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* poo
         for (int c = 0; c < args.cols; ++c) args.y_rows[c] = y.row(c0 + c);
         table.tile(args);
         // Binary operands were counted as {0, 1}: x = 2b - 1 turns sum x*y into 2 raw - sum y.
-        for (int r = 0; r < args.rows; ++r)
-          for (int c = 0; c < args.cols; ++c) {
-            int64_t& product = raw[r * args.cols + c];
-            if (args.xor_mode)
-              product = K - 2 * product;
-            else if (x_binary)
-              product = 2 * product - y.row_sum(c0 + c);
-            else if (y_binary)
-              product = 2 * product - x.row_sum(r0 + r);
-          }
-        store(r0, c0, args.rows, args.cols, raw);
+        // One loop per case so each is a plain vector loop.
+        const int64_t ld = table.nr;
+        if (args.xor_mode) {
+          for (int r = 0; r < args.rows; ++r)
+            for (int c = 0; c < args.cols; ++c) raw[r * ld + c] = K - 2 * raw[r * ld + c];
+        } else if (x_binary) {
+          for (int r = 0; r < args.rows; ++r)
+            for (int c = 0; c < args.cols; ++c) raw[r * ld + c] = 2 * raw[r * ld + c] - y.row_sum(c0 + c);
+        } else if (y_binary) {
+          for (int r = 0; r < args.rows; ++r)
+            for (int c = 0; c < args.cols; ++c) raw[r * ld + c] = 2 * raw[r * ld + c] - x.row_sum(r0 + r);
+        }
+        store(r0, c0, args.rows, args.cols, raw, int64_t(table.nr));
       }
     }
   };
@@ -248,9 +251,10 @@ BitplaneMatrix pack_bitplanes(const int32_t* values, int64_t rows, int64_t depth
 
 void bitplane_gemm_i64(const BitplaneMatrix& x, const BitplaneMatrix& y, int64_t* c, int64_t ldc, ThreadPool* pool,
                        BitplaneKernel kernel) {
-  run_tiles(x, y, pool, kernel, [&](int64_t r0, int64_t c0, int rows, int cols, const int64_t* products) {
+  run_tiles(x, y, pool, kernel, [&](int64_t r0, int64_t c0, int rows, int cols, const int64_t* products,
+                                      int64_t ld) {
     for (int r = 0; r < rows; ++r)
-      for (int j = 0; j < cols; ++j) c[(r0 + r) * ldc + c0 + j] = products[r * cols + j];
+      for (int j = 0; j < cols; ++j) c[(r0 + r) * ldc + c0 + j] = products[r * ld + j];
   });
 }
 
@@ -259,16 +263,18 @@ void bitplane_gemm_i32(const BitplaneMatrix& x, const BitplaneMatrix& y, int32_t
   const double bound = double(x.depth()) * double(max_magnitude(x)) * double(max_magnitude(y));
   TESSERA_CHECK(bound < 2147483647.0, "bit-plane GEMM: K = " + std::to_string(x.depth()) +
                                           " could overflow int32 at these bit widths; use bitplane_gemm_i64");
-  run_tiles(x, y, pool, kernel, [&](int64_t r0, int64_t c0, int rows, int cols, const int64_t* products) {
+  run_tiles(x, y, pool, kernel, [&](int64_t r0, int64_t c0, int rows, int cols, const int64_t* products,
+                                      int64_t ld) {
     for (int r = 0; r < rows; ++r)
-      for (int j = 0; j < cols; ++j) c[(r0 + r) * ldc + c0 + j] = int32_t(products[r * cols + j]);
+      for (int j = 0; j < cols; ++j) c[(r0 + r) * ldc + c0 + j] = int32_t(products[r * ld + j]);
   });
 }
 
 void bitplane_gemm_f32(const BitplaneMatrix& x, const BitplaneMatrix& y, float* c, int64_t ldc,
                        const BitplaneEpilogue& e, ThreadPool* pool, BitplaneKernel kernel) {
   const int64_t K = x.depth();
-  run_tiles(x, y, pool, kernel, [&](int64_t r0, int64_t c0, int rows, int cols, const int64_t* products) {
+  run_tiles(x, y, pool, kernel, [&](int64_t r0, int64_t c0, int rows, int cols, const int64_t* products,
+                                      int64_t ld) {
     for (int r = 0; r < rows; ++r) {
       const int64_t row = r0 + r;
       const float row_scale = e.scale * (e.x_scales ? e.x_scales[row] : 1.f);
@@ -276,7 +282,7 @@ void bitplane_gemm_f32(const BitplaneMatrix& x, const BitplaneMatrix& y, float* 
       const int64_t row_correction = int64_t(e.y_zero_point) * x.row_sum(row);
       for (int j = 0; j < cols; ++j) {
         const int64_t col = c0 + j;
-        const int64_t centered = products[r * cols + j] - int64_t(e.x_zero_point) * y.row_sum(col) - row_correction +
+        const int64_t centered = products[r * ld + j] - int64_t(e.x_zero_point) * y.row_sum(col) - row_correction +
                                  K * int64_t(e.x_zero_point) * int64_t(e.y_zero_point);
         float value = row_scale * (e.y_scales ? e.y_scales[col] : 1.f) * float(centered) + row_bias +
                       (e.bias_per_column ? e.bias_per_column[col] : 0.f);

@@ -8,7 +8,9 @@ namespace tessera::compression::detail {
 
 namespace {
 
-constexpr int kRows = 4, kCols = 6;  // 24 accumulators + 4 X vectors + 1 Y vector of 32 zmm
+// 24 accumulators + 3 X vectors + 1 Y vector of 32 zmm. Eight columns, so each row's eight
+// accumulators reduce into one vector of eight sums, stored at once.
+constexpr int kRows = 3, kCols = 8;
 
 template <int MR, int NR, bool XOR, bool NEGATIVE>
 __attribute__((always_inline)) inline void accumulate(__m512i (&acc)[MR][NR], const uint64_t* const (&x)[MR],
@@ -46,62 +48,52 @@ __attribute__((always_inline)) inline __m512i sum_lanes_of_eight(const __m512i* 
                           _mm512_permutex2var_epi64(quad[0], high_halves, quad[1]));
 }
 
-template <int MR, int NR>
+// Rows x 8 raw products; columns past t.cols repeat column 0 (computed, not stored by the driver).
+template <int MR>
 void tile(const BitplaneTileArgs& t) {
+  constexpr int NR = kCols;
   __m512i acc[MR][NR];
   for (int r = 0; r < MR; ++r)
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
   const uint64_t* x[MR];
   const uint64_t* y[NR];
+  for (int c = 0; c < NR; ++c) y[c] = t.y_rows[c < t.cols ? c : 0];
   if (t.xor_mode) {
     for (int r = 0; r < MR; ++r) x[r] = t.x_rows[r];
-    for (int c = 0; c < NR; ++c) y[c] = t.y_rows[c];
     accumulate<MR, NR, true, false>(acc, x, y, t.words);
   } else {
-    for_each_plane_pair(t, [&](int i, int j, bool negative, bool doubling) {
-      if (doubling)
+    // The pairs of for_each_plane_pair (bitplane_kernels.h), written out so the accumulators stay
+    // in registers between pairs.
+    const int top = t.x_bits + t.y_bits - 2;
+    for (int s = top; s >= 0; --s) {
+      if (s != top)
         for (int r = 0; r < MR; ++r)
           for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_add_epi64(acc[r][c], acc[r][c]);
-      for (int r = 0; r < MR; ++r) x[r] = t.x_rows[r] + j * t.words;
-      for (int c = 0; c < NR; ++c) y[c] = t.y_rows[c] + i * t.words;
-      if (negative)
-        accumulate<MR, NR, false, true>(acc, x, y, t.words);
-      else
-        accumulate<MR, NR, false, false>(acc, x, y, t.words);
-    });
+      const int i_begin = s - (t.x_bits - 1) > 0 ? s - (t.x_bits - 1) : 0;
+      const int i_end = s < t.y_bits - 1 ? s : t.y_bits - 1;
+      for (int i = i_begin; i <= i_end; ++i) {
+        const int j = s - i;
+        const bool negative = (t.y_signed && i == t.y_bits - 1) != (t.x_signed && j == t.x_bits - 1);
+        const uint64_t* xp[MR];
+        const uint64_t* yp[NR];
+        for (int r = 0; r < MR; ++r) xp[r] = t.x_rows[r] + j * t.words;
+        for (int c = 0; c < NR; ++c) yp[c] = y[c] + i * t.words;
+        if (negative)
+          accumulate<MR, NR, false, true>(acc, xp, yp, t.words);
+        else
+          accumulate<MR, NR, false, false>(acc, xp, yp, t.words);
+      }
+    }
   }
-  const __m512i* flat = &acc[0][0];
-  constexpr int count = MR * NR;
-  int done = 0;
-  for (; done + 8 <= count; done += 8) _mm512_storeu_si512(t.raw + done, sum_lanes_of_eight(flat + done));
-  for (; done < count; ++done) {
-    alignas(64) int64_t lanes[8];
-    _mm512_store_si512(lanes, flat[done]);
-    t.raw[done] = lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
-  }
-}
-
-template <int MR>
-BitplaneTileFn tile_for_cols(int cols) {
-  switch (cols) {
-    case 1: return tile<MR, 1>;
-    case 2: return tile<MR, 2>;
-    case 3: return tile<MR, 3>;
-    case 4: return tile<MR, 4>;
-    case 5: return tile<MR, 5>;
-    default: return tile<MR, 6>;
-  }
+  for (int r = 0; r < MR; ++r) _mm512_storeu_si512(t.raw + r * t.raw_ld, sum_lanes_of_eight(acc[r]));
 }
 
 void tile_any(const BitplaneTileArgs& t) {
-  BitplaneTileFn fn = nullptr;
   switch (t.rows) {
-    case 1: fn = tile_for_cols<1>(t.cols); break;
-    case 2: fn = tile_for_cols<2>(t.cols); break;
-    case 3: fn = tile_for_cols<3>(t.cols); break;
-    default: fn = tile_for_cols<4>(t.cols); break;
+    case 1: tile<1>(t); break;
+    case 2: tile<2>(t); break;
+    default: tile<3>(t); break;
   }
-  fn(t);
 }
 
 void pack(const uint8_t* codes, int64_t ld, int64_t rows, int64_t depth, int bits, int64_t words,

@@ -19,7 +19,8 @@ struct BitplaneTileArgs {
   bool x_signed = false, y_signed = false;
   bool xor_mode = false;
   int64_t words = 0;  // words per plane
-  int64_t* raw = nullptr;  // raw[r * cols + c]
+  int64_t* raw = nullptr;  // raw[r * raw_ld + c]; raw_ld >= the table's nr
+  int64_t raw_ld = 0;
 };
 using BitplaneTileFn = void (*)(const BitplaneTileArgs& args);
 

@@ -34,6 +34,21 @@ struct Gpt2Config {
   static Gpt2Config from_json(std::string_view text, const std::string& name = "config.json");
 };
 
+// How the linear layers' weights are kept. f32 (the default) as in the checkpoint; BCQ: the
+// attention (c_attn, c_proj) and MLP (c_fc, c_proj) matrices of every layer quantized to q-bit
+// binary-coding quantization with one scale per output and group of input columns, and run by
+// LUT-GEMM (decode, up to 16 rows) or a GEMM on the weights dequantized per call (longer prompts).
+// Token/position embeddings, layer norms, biases and the LM head stay f32.
+// docs/COMPRESSION_LUT_GEMM.md.
+struct Gpt2WeightOptions {
+  int bcq_bits = 0;                // 0: f32; 2, 3 or 4: BCQ with that many planes
+  int64_t bcq_group_size = 128;    // input columns per scale; a multiple of 32
+  int bcq_refine_iterations = 10;  // alternating least-squares rounds of the fit
+  // "f32", "bcq2", "bcq3", "bcq4", optionally with ":g<group size>" (e.g. "bcq3:g64"); throws
+  // tessera::Error naming the accepted forms otherwise.
+  static Gpt2WeightOptions parse(std::string_view spec);
+};
+
 // Which positions' logits a forward call returns.
 enum class LogitRows { last, all };
 
@@ -73,8 +88,13 @@ class Gpt2Model {
   // A checkpoint folder: config.json and model.safetensors (tensor names with or without the
   // "transformer." prefix; F32, F16 or BF16; the LM head tied to wte unless lm_head.weight is
   // present). Every missing, malformed or inconsistent file throws tessera::Error naming it.
-  static Gpt2Model load(const std::string& folder);
-  static Gpt2Model load(const Gpt2Config& config, const SafetensorsFile& weights);
+  static Gpt2Model load(const std::string& folder, const Gpt2WeightOptions& options = {});
+  static Gpt2Model load(const Gpt2Config& config, const SafetensorsFile& weights,
+                        const Gpt2WeightOptions& options = {});
+  // With BCQ weights, fitting runs on the pool when given (it takes seconds for GPT-2 124M).
+  static Gpt2Model load(const std::string& folder, const Gpt2WeightOptions& options, ThreadPool* pool);
+  static Gpt2Model load(const Gpt2Config& config, const SafetensorsFile& weights, const Gpt2WeightOptions& options,
+                        ThreadPool* pool);
 
   Gpt2Model(Gpt2Model&&) noexcept;
   Gpt2Model& operator=(Gpt2Model&&) noexcept;
@@ -84,7 +104,9 @@ class Gpt2Model {
   int64_t parameter_count() const;  // the LM head counted once when tied
   // Weight bytes one decode step must read: every layer's matrices and vectors, the final norm
   // and the LM head (not the embeddings, of which it reads one row each).
+  // BCQ layers count their packed signs and scales.
   int64_t decode_weight_bytes() const;
+  const Gpt2WeightOptions& weight_options() const;
 
   // Appends each input's tokens to its sequence and runs them through the model (several
   // inputs: one batch; a sequence may appear once per call). Returns the logits, f32

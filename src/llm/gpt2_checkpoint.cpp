@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "compression/bcq.h"
 #include "llm/gpt2_weights.h"
 #include "tessera/error.h"
 
@@ -57,11 +58,20 @@ class TensorSource {
 
   std::vector<float> vector(const std::string& name, int64_t size) { return to_vector(read(name, {size})); }
 
-  // A Conv1D weight [in, out] and its bias [out].
-  Gpt2Linear conv1d(const std::string& name, int64_t in, int64_t out) {
+  // A Conv1D weight [in, out] and its bias [out]; with BCQ options the weight is fitted (as
+  // [out, in]: one scale per output row and group of inputs) and only the packed form is kept.
+  Gpt2Linear conv1d(const std::string& name, int64_t in, int64_t out, const Gpt2WeightOptions& options,
+                    ThreadPool* pool) {
     Gpt2Linear linear;
     Tensor weight = read(name + ".weight", {in, out});
-    linear.weight = primitives::PackedB(in, out, weight.data<float>(), out, false);
+    if (options.bcq_bits == 0) {
+      linear.weight = primitives::PackedB(in, out, weight.data<float>(), out, false);
+    } else {
+      std::vector<float> by_output(size_t(in * out));
+      primitives::transpose_2d(in, out, weight.data<float>(), out, by_output.data(), in, sizeof(float));
+      const compression::BcqOptions bcq{options.bcq_bits, options.bcq_group_size, options.bcq_refine_iterations};
+      linear.bcq = compression::PackedBcq(compression::bcq_fit(by_output.data(), out, in, in, bcq, pool));
+    }
     linear.bias = vector(name + ".bias", out);
     return linear;
   }
@@ -114,7 +124,33 @@ Gpt2Model::~Gpt2Model() = default;
 
 const Gpt2Config& Gpt2Model::config() const { return weights_->config; }
 
-Gpt2Model Gpt2Model::load(const std::string& folder) {
+Gpt2WeightOptions Gpt2WeightOptions::parse(std::string_view spec) {
+  const std::string text(spec);
+  const std::string forms = "f32, bcq2, bcq3 or bcq4, optionally with :g<group size> (e.g. bcq3:g64)";
+  Gpt2WeightOptions options;
+  if (text == "f32") return options;
+  const size_t colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  if (kind != "bcq2" && kind != "bcq3" && kind != "bcq4")
+    throw Error("weights '" + text + "': expected " + forms);
+  options.bcq_bits = kind[3] - '0';
+  if (colon != std::string::npos) {
+    const std::string group = text.substr(colon + 1);
+    if (group.size() < 2 || group[0] != 'g' || group.size() > 7 ||
+        group.find_first_not_of("0123456789", 1) != std::string::npos)
+      throw Error("weights '" + text + "': expected " + forms);
+    options.bcq_group_size = std::stoll(group.substr(1));
+  }
+  compression::check_bcq_options(
+      compression::BcqOptions{options.bcq_bits, options.bcq_group_size, options.bcq_refine_iterations});
+  return options;
+}
+
+Gpt2Model Gpt2Model::load(const std::string& folder, const Gpt2WeightOptions& options) {
+  return load(folder, options, nullptr);
+}
+
+Gpt2Model Gpt2Model::load(const std::string& folder, const Gpt2WeightOptions& options, ThreadPool* pool) {
   const fs::path dir(folder);
   if (!fs::is_directory(dir))
     fail(folder, "not a folder (a GPT-2 checkpoint folder holds config.json and model.safetensors)");
@@ -122,12 +158,28 @@ Gpt2Model Gpt2Model::load(const std::string& folder) {
   if (!fs::exists(config_path)) fail(folder, "no config.json in this folder");
   if (!fs::exists(weights_path)) fail(folder, "no model.safetensors in this folder");
   const Gpt2Config config = Gpt2Config::from_json(read_text_file(config_path), config_path.string());
-  return load(config, SafetensorsFile::open(weights_path.string()));
+  const SafetensorsFile file = SafetensorsFile::open(weights_path.string());
+  return load(config, file, options, pool);
 }
 
-Gpt2Model Gpt2Model::load(const Gpt2Config& config, const SafetensorsFile& file) {
+Gpt2Model Gpt2Model::load(const Gpt2Config& config, const SafetensorsFile& file, const Gpt2WeightOptions& options) {
+  return load(config, file, options, nullptr);
+}
+
+Gpt2Model Gpt2Model::load(const Gpt2Config& config, const SafetensorsFile& file, const Gpt2WeightOptions& options,
+                          ThreadPool* pool) {
+  if (options.bcq_bits != 0)
+    compression::check_bcq_options(
+        compression::BcqOptions{options.bcq_bits, options.bcq_group_size, options.bcq_refine_iterations});
+  // Fitting BCQ takes seconds: on all cores unless the caller gave a pool.
+  std::unique_ptr<ThreadPool> own_pool;
+  if (options.bcq_bits != 0 && !pool) {
+    own_pool = std::make_unique<ThreadPool>(0);
+    pool = own_pool.get();
+  }
   auto w = std::make_unique<Weights>();
   w->config = config;
+  w->options = options;
   const int64_t C = config.n_embd, V = config.vocab_size;
   TensorSource source(file);
   check_layer_count(file, source.prefix(), config.n_layer);
@@ -154,12 +206,12 @@ Gpt2Model Gpt2Model::load(const Gpt2Config& config, const SafetensorsFile& file)
     Gpt2LayerWeights l;
     l.ln_1_weight = source.vector(h + "ln_1.weight", C);
     l.ln_1_bias = source.vector(h + "ln_1.bias", C);
-    l.attn_qkv = source.conv1d(h + "attn.c_attn", C, 3 * C);
-    l.attn_out = source.conv1d(h + "attn.c_proj", C, C);
+    l.attn_qkv = source.conv1d(h + "attn.c_attn", C, 3 * C, options, pool);
+    l.attn_out = source.conv1d(h + "attn.c_proj", C, C, options, pool);
     l.ln_2_weight = source.vector(h + "ln_2.weight", C);
     l.ln_2_bias = source.vector(h + "ln_2.bias", C);
-    l.mlp_in = source.conv1d(h + "mlp.c_fc", C, config.n_inner);
-    l.mlp_out = source.conv1d(h + "mlp.c_proj", config.n_inner, C);
+    l.mlp_in = source.conv1d(h + "mlp.c_fc", C, config.n_inner, options, pool);
+    l.mlp_out = source.conv1d(h + "mlp.c_proj", config.n_inner, C, options, pool);
     w->layers.push_back(std::move(l));
   }
   w->ln_f_weight = source.vector("ln_f.weight", C);
@@ -172,12 +224,17 @@ int64_t Gpt2Model::parameter_count() const { return weights_->parameter_count; }
 
 int64_t Gpt2Model::decode_weight_bytes() const {
   const Gpt2Config& c = weights_->config;
-  const int64_t per_layer = 4 * c.n_embd                              // two layer norms
-                            + c.n_embd * 3 * c.n_embd + 3 * c.n_embd  // c_attn
-                            + c.n_embd * c.n_embd + c.n_embd          // attn c_proj
-                            + c.n_embd * c.n_inner + c.n_inner        // c_fc
-                            + c.n_inner * c.n_embd + c.n_embd;        // mlp c_proj
-  return int64_t(sizeof(float)) * (c.n_layer * per_layer + 2 * c.n_embd + c.vocab_size * c.n_embd);
+  const int64_t vectors_per_layer = 4 * c.n_embd               // two layer norms
+                                    + 3 * c.n_embd + c.n_embd  // attention biases
+                                    + c.n_inner + c.n_embd;    // MLP biases
+  int64_t matrices = 0;
+  for (const Gpt2LayerWeights& l : weights_->layers)
+    matrices += l.attn_qkv.weight_bytes() + l.attn_out.weight_bytes() + l.mlp_in.weight_bytes() +
+                l.mlp_out.weight_bytes();
+  return matrices +
+         int64_t(sizeof(float)) * (c.n_layer * vectors_per_layer + 2 * c.n_embd + c.vocab_size * c.n_embd);
 }
+
+const Gpt2WeightOptions& Gpt2Model::weight_options() const { return weights_->options; }
 
 }  // namespace tessera::llm

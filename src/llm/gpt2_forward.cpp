@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 
+#include "compression/lut_gemm.h"
 #include "llm/gpt2_state.h"
 #include "llm/panel_gemv.h"
 #include "tessera/error.h"
@@ -50,9 +51,41 @@ UnaryParams activation_params(Gpt2Activation activation) {
   return p;
 }
 
+// Up to this many rows LUT-GEMM runs on the BCQ weights; beyond, its lookups grow with the rows
+// while a GEMM on weights dequantized once per call reuses each weight across them.
+constexpr int64_t kLutMaxRows = 16;
+
+void bcq_linear(const Gpt2Linear& layer, int64_t rows, const float* x, int64_t ldx, float* y, int64_t ldy,
+                bool accumulate, UnaryParams activation, ThreadPool* pool) {
+  const compression::PackedBcq& weight = layer.bcq;
+  const float* bias = layer.bias.empty() ? nullptr : layer.bias.data();
+  if (rows <= kLutMaxRows) {
+    compression::lut_gemm(weight, rows, x, ldx, bias, accumulate, y, ldy, pool);
+    if (activation.kind != UnaryKind::identity)
+      for (int64_t r = 0; r < rows; ++r) primitives::unary_f32(activation, weight.rows(), y + r * ldy, y + r * ldy);
+    return;
+  }
+  thread_local std::vector<float> dense;  // [out, in]
+  dense.resize(size_t(weight.rows() * weight.cols()));
+  weight.dequantize(dense.data(), weight.cols());
+  primitives::GemmEpilogue epilogue;
+  epilogue.bias_per_column = bias;
+  if (accumulate) {
+    epilogue.residual = y;
+    epilogue.ld_residual = ldy;
+  }
+  epilogue.activation = activation;
+  primitives::gemm_f32(false, true, rows, weight.rows(), weight.cols(), 1.f, x, ldx, dense.data(), weight.cols(),
+                       0.f, y, ldy, pool, &epilogue);
+}
+
 // y = activation(x W + b), or y += x W + b when accumulating (the residual connections).
 void linear(const Gpt2Linear& layer, int64_t rows, const float* x, int64_t ldx, float* y, int64_t ldy,
             bool accumulate, UnaryParams activation, ThreadPool* pool) {
+  if (!layer.bcq.empty()) {
+    bcq_linear(layer, rows, x, ldx, y, ldy, accumulate, activation, pool);
+    return;
+  }
   const primitives::PackedB& weight = layer.weight;
   const float* bias = layer.bias.empty() ? nullptr : layer.bias.data();
   const detail::PanelGemvFn gemv = detail::panel_gemv(primitives::active_isa());

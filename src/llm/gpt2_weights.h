@@ -3,15 +3,21 @@
 #pragma once
 #include <vector>
 
+#include "compression/bcq.h"
 #include "primitives/primitives.h"
 #include "tessera/gpt2.h"
 
 namespace tessera::llm {
 
 // A Conv1D/Linear layer y = x W + b with W [in, out] packed (K = in, N = out).
+// With BCQ weights (Gpt2WeightOptions) `bcq` holds them and `weight` is empty.
 struct Gpt2Linear {
   primitives::PackedB weight;
-  std::vector<float> bias;  // out, or empty
+  compression::PackedBcq bcq;  // rows = out, cols = in
+  std::vector<float> bias;     // out, or empty
+  int64_t weight_bytes() const {
+    return bcq.empty() ? weight.K() * weight.N() * int64_t(sizeof(float)) : bcq.bytes();
+  }
 };
 
 struct Gpt2LayerWeights {
@@ -25,6 +31,7 @@ struct Gpt2LayerWeights {
 
 struct Gpt2Model::Weights {
   Gpt2Config config;
+  Gpt2WeightOptions options;
   std::vector<float> position_embedding;  // wpe [n_positions, n_embd]
   // The LM head, wte^T packed (K = n_embd, N = vocab). When tied, token embeddings are read
   // back from it (one row a token) instead of keeping a second copy of wte.

@@ -20,6 +20,7 @@ struct Avx2 {
   static Reg broadcast(float v) { return _mm256_set1_ps(v); }
   static Reg load(const float* p) { return _mm256_loadu_ps(p); }
   static Reg load_masked(const float* p, __m256i m) { return _mm256_maskload_ps(p, m); }
+  static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
   static void store_masked(float* p, __m256i m, Reg v) { _mm256_maskstore_ps(p, m, v); }

@@ -19,6 +19,7 @@ struct Avx512 {
   static Reg broadcast(float v) { return _mm512_set1_ps(v); }
   static Reg load(const float* p) { return _mm512_loadu_ps(p); }
   static Reg load_masked(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
   static void store_masked(float* p, __mmask16 m, Reg v) { _mm512_mask_storeu_ps(p, m, v); }

@@ -9,6 +9,12 @@
 
 namespace tessera::sparse::vector_kernels {
 
+// Vector j of a tile row at `in`; the last one masked when the tile has a tail.
+template <class V, int J, bool Tail, class Mask>
+inline __attribute__((always_inline)) typename V::Reg load_lane_group(const float* in, int j, Mask mask) {
+  return (Tail && j == J - 1) ? V::load_masked(in + j * V::kLanes, mask) : V::load(in + j * V::kLanes);
+}
+
 // A tile is R output rows x J vectors of columns; the last vector is masked when Tail. For each
 // non-zero w[r, k] the row k of X (the tile's columns) is multiplied by the broadcast weight and
 // added to row r's accumulators: no multiplications by zero weights, and X's row is read from
@@ -28,15 +34,29 @@ void csr_tile(const CsrMatrix& w, int64_t row0, int64_t col0, int tail_lanes, co
   auto row_block = [&](Reg(&a)[J], int64_t row, int64_t block) __attribute__((always_inline)) {
     const int64_t* starts = w.block_start.data() + row * (blocks + 1) + block;
     const int64_t end = starts[1];
-    for (int64_t i = starts[0]; i < end; ++i) {
+    // Non-zeros in pairs into two accumulator sets: one set alone would chain every FMA of a row
+    // on the previous one's latency (4 cycles), leaving the FMA ports half idle.
+    Reg b[J];
+    for (int j = 0; j < J; ++j) b[j] = V::zero();
+    int64_t i = starts[0];
+    for (; i + 1 < end; i += 2) {
+      const Reg v0 = V::broadcast(values[i]), v1 = V::broadcast(values[i + 1]);
+      const float* in0 = xc + int64_t(columns[i]) * ldx;
+      const float* in1 = xc + int64_t(columns[i + 1]) * ldx;
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) {
+        a[j] = V::fmadd(v0, load_lane_group<V, J, Tail>(in0, j, mask), a[j]);
+        b[j] = V::fmadd(v1, load_lane_group<V, J, Tail>(in1, j, mask), b[j]);
+      }
+    }
+    if (i < end) {
       const Reg v = V::broadcast(values[i]);
       const float* in = xc + int64_t(columns[i]) * ldx;
 #pragma GCC unroll 8
-      for (int j = 0; j < J; ++j) {
-        const Reg xv = (Tail && j == J - 1) ? V::load_masked(in + j * V::kLanes, mask) : V::load(in + j * V::kLanes);
-        a[j] = V::fmadd(v, xv, a[j]);
-      }
+      for (int j = 0; j < J; ++j) a[j] = V::fmadd(v, load_lane_group<V, J, Tail>(in, j, mask), a[j]);
     }
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) a[j] = V::add(a[j], b[j]);
   };
   for (int64_t block = 0; block < blocks; ++block)
     [&]<int... rs>(std::integer_sequence<int, rs...>) {
@@ -67,19 +87,38 @@ void n_of_m_tile(const NOfMMatrix& w, int64_t row0, int64_t col0, int tail_lanes
   auto row_block = [&](Reg(&a)[J], int64_t row, int64_t g0, int64_t g1) __attribute__((always_inline)) {
     const float* values = w.value.data() + row * per_row;
     const uint8_t* offsets = w.offset.data() + row * per_row;
+    Reg b[J];
+    for (int j = 0; j < J; ++j) b[j] = V::zero();
     for (int64_t g = g0; g < g1; ++g) {
       const float* group_x = xc + g * m * ldx;
-      for (int e = 0; e < n; ++e) {
+      int e = 0;
+      for (; e + 1 < n; e += 2) {  // in pairs, two accumulator sets (see csr_tile)
+        const int64_t slot = g * n + e;
+        const Reg v0 = V::broadcast(values[slot]), v1 = V::broadcast(values[slot + 1]);
+        const float* in0 = group_x + int64_t(offsets[slot]) * ldx;
+        const float* in1 = group_x + int64_t(offsets[slot + 1]) * ldx;
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+          a[j] = V::fmadd(v0, load_lane_group<V, J, Tail>(in0, j, mask), a[j]);
+          b[j] = V::fmadd(v1, load_lane_group<V, J, Tail>(in1, j, mask), b[j]);
+        }
+      }
+      if (e < n) {
         const int64_t slot = g * n + e;
         const Reg v = V::broadcast(values[slot]);
         const float* in = group_x + int64_t(offsets[slot]) * ldx;
+        // Odd n: alternate the set by group so the lone entries do not chain either.
+        if (g & 1) {
 #pragma GCC unroll 8
-        for (int j = 0; j < J; ++j) {
-          const Reg xv = (Tail && j == J - 1) ? V::load_masked(in + j * V::kLanes, mask) : V::load(in + j * V::kLanes);
-          a[j] = V::fmadd(v, xv, a[j]);
+          for (int j = 0; j < J; ++j) b[j] = V::fmadd(v, load_lane_group<V, J, Tail>(in, j, mask), b[j]);
+        } else {
+#pragma GCC unroll 8
+          for (int j = 0; j < J; ++j) a[j] = V::fmadd(v, load_lane_group<V, J, Tail>(in, j, mask), a[j]);
         }
       }
     }
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) a[j] = V::add(a[j], b[j]);
   };
   for (int64_t g0 = 0; g0 < groups; g0 += groups_per_block) {
     const int64_t g1 = std::min(groups, g0 + groups_per_block);

@@ -139,6 +139,8 @@ class SparseConvKernel : public Kernel {
 
  private:
   // col[(ci, kh, kw), (r - r0) * W_out + ow] for output rows [r0, r1) of one image (2-D or 1-D).
+  // Per horizontal tap, only the output columns [column_lo, column_hi) read inside the image:
+  // the rest are zero (padding), the inside a copy (stride 1) or a strided gather.
   void im2col(const float* x_image, int64_t r0, int64_t r1, float* col) const {
     const int64_t out_w = g.output[2], columns = (r1 - r0) * out_w;
     int64_t row = 0;
@@ -147,22 +149,30 @@ class SparseConvKernel : public Kernel {
       for (int64_t kh = 0; kh < g.kernel[1]; ++kh)
         for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++row) {
           float* dst = col + row * columns;
+          const int64_t tap = kw * g.dilation[2] - g.pad_begin[2];
+          const int64_t lo = column_lo[size_t(kw)], hi = column_hi[size_t(kw)];
           for (int64_t r = r0; r < r1; ++r) {
             const int64_t ih = r * g.stride[1] + kh * g.dilation[1] - g.pad_begin[1];
             float* out = dst + (r - r0) * out_w;
-            if (ih < 0 || ih >= g.input[1]) {
+            if (ih < 0 || ih >= g.input[1] || lo >= hi) {
               std::fill(out, out + out_w, 0.f);
               continue;
             }
             const float* src = plane + ih * g.input[2];
-            for (int64_t ow = 0; ow < out_w; ++ow) {
-              const int64_t iw = ow * g.stride[2] + kw * g.dilation[2] - g.pad_begin[2];
-              out[ow] = (iw >= 0 && iw < g.input[2]) ? src[iw] : 0.f;
+            std::fill(out, out + lo, 0.f);
+            if (g.stride[2] == 1) {
+              std::memcpy(out + lo, src + lo + tap, size_t(hi - lo) * sizeof(float));
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow * g.stride[2] + tap];
             }
+            std::fill(out + hi, out + out_w, 0.f);
           }
         }
     }
   }
+
+ public:
+  std::vector<int64_t> column_lo, column_hi;  // per horizontal tap, set by create_sparse_conv
 };
 
 std::unique_ptr<Kernel> create_sparse_conv(KernelCreateContext& ctx) {
@@ -184,6 +194,12 @@ std::unique_ptr<Kernel> create_sparse_conv(KernelCreateContext& ctx) {
   kernel->g = resolve_window_geometry(ctx, std::vector<int64_t>(xs.begin() + 2, xs.end()),
                                       std::vector<int64_t>(weight_shape.begin() + 2, weight_shape.end()), WindowOptions{});
   const SpatialGeometry& g = kernel->g;
+  for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+    int64_t lo, hi;
+    valid_output_range(g.input[2], g.output[2], g.stride[2], kw * g.dilation[2] - g.pad_begin[2], &lo, &hi);
+    kernel->column_lo.push_back(lo);
+    kernel->column_hi.push_back(hi);
+  }
   kernel->pointwise = g.kernel_size() == 1 && g.stride[1] == 1 && g.stride[2] == 1 && g.pad_begin[1] == 0 &&
                       g.pad_begin[2] == 0 && g.pad_end[1] == 0 && g.pad_end[2] == 0;
   kernel->weights = read_weights(ctx, kernel->out_channels, kernel->in_channels * g.kernel_size());

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -241,4 +243,40 @@ TEST(BitplaneGemm, BadInputsGiveClearErrors) {
   std::vector<int64_t> c64(1, -1);
   bitplane_gemm_i64(big, big, c64.data(), 1, nullptr);
   EXPECT_EQ(c64[0], 0);
+}
+
+// The vectorized activation quantizer of each kernel against the rule written out here: ties
+// (exact halves round to even), values past both ends, infinities and NaN, odd lengths.
+TEST(BitplaneGemm, QuantizeToCodesMatchesTheRule) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-3.f, 5.f);
+  const float scale = 0.25f;
+  std::vector<float> x;
+  for (int i = 0; i < 200; ++i) x.push_back(dist(rng));
+  for (int k = -12; k < 40; ++k) x.push_back((float(k) + 0.5f) * scale);  // exact ties
+  x.push_back(std::numeric_limits<float>::infinity());
+  x.push_back(-std::numeric_limits<float>::infinity());
+  x.push_back(std::numeric_limits<float>::quiet_NaN());
+  x.push_back(1e30f);
+  for (BitplaneKernel kernel : available_kernels())
+    for (int bits : {1, 2, 4, 8})
+      for (int32_t zero_point : {0, 1, (1 << bits) - 1}) {
+        const int64_t n = int64_t(x.size()) - (bits % 3);  // odd tails too
+        std::vector<uint8_t> codes(x.size(), 0xEE);
+        quantize_to_codes(x.data(), n, scale, zero_point, bits, codes.data(), kernel);
+        const double levels = (1 << bits) - 1;
+        for (int64_t i = 0; i < n; ++i) {
+          double expected = 0;
+          if (!std::isnan(x[i])) {
+            const double ratio = double(x[i] / scale);  // the float quotient, then half-to-even
+            double rounded = std::floor(ratio);
+            const double fraction = ratio - rounded;
+            if (fraction > 0.5 || (fraction == 0.5 && std::fmod(rounded, 2.0) != 0)) rounded += 1;
+            expected = std::clamp(rounded + zero_point, 0.0, levels);
+          }
+          ASSERT_EQ(int(codes[size_t(i)]), int(expected))
+              << bitplane_kernel_name(kernel) << " x=" << x[i] << " bits=" << bits << " zp=" << zero_point;
+        }
+        EXPECT_EQ(codes[size_t(n)], 0xEE) << "wrote past n";
+      }
 }

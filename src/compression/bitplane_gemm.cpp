@@ -205,16 +205,19 @@ int32_t BitplaneMatrix::value(int64_t r, int64_t k) const {
 }
 
 void BitplaneMatrix::update_row_sums(int64_t begin, int64_t end) {
+  const detail::BitplanePopcountFn popcount = kernel_table(BitplaneKernel::automatic).popcount;
   for (int64_t r = begin; r < end; ++r) {
     int64_t sum = 0;
-    for (int b = 0; b < bits_; ++b) {
-      int64_t ones = 0;
-      const uint64_t* words = plane(r, b);
-      for (int64_t w = 0; w < words_per_plane_; ++w) ones += std::popcount(words[w]);
-      sum += plane_weight(encoding_, bits_, b) * ones;
-    }
+    for (int b = 0; b < bits_; ++b) sum += plane_weight(encoding_, bits_, b) * popcount(plane(r, b), words_per_plane_);
     row_sums_.get()[r] = encoding_ == BitplaneEncoding::binary ? 2 * sum - depth_ : sum;
   }
+}
+
+void quantize_to_codes(const float* x, int64_t n, float scale, int32_t zero_point, int bits, uint8_t* codes,
+                       BitplaneKernel kernel) {
+  TESSERA_CHECK(bits >= 1 && bits <= 8, "bit-plane quantization: bits must be 1..8, got " + std::to_string(bits));
+  TESSERA_CHECK(scale > 0.f, "bit-plane quantization: the scale must be positive");
+  if (n > 0) kernel_table(kernel).quantize(x, n, scale, float(zero_point), float((1 << bits) - 1), codes);
 }
 
 void pack_bitplane_codes(const uint8_t* codes, int64_t ld, int64_t row_begin, int64_t row_count,

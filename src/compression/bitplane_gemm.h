@@ -77,6 +77,12 @@ class BitplaneMatrix {
 void pack_bitplane_codes(const uint8_t* codes, int64_t ld, int64_t row_begin, int64_t row_count,
                          BitplaneMatrix& out, BitplaneKernel kernel = BitplaneKernel::automatic);
 
+// codes[i] = clamp(round_half_even(x[i] / scale) + zero_point, 0, 2^bits - 1) (NaN -> 0), the
+// activation quantizer, vectorized per kernel (division, not multiplication by a reciprocal, so
+// every kernel gives the same codes).
+void quantize_to_codes(const float* x, int64_t n, float scale, int32_t zero_point, int bits, uint8_t* codes,
+                       BitplaneKernel kernel = BitplaneKernel::automatic);
+
 // Packs rows x depth values (values[r * ld + k]); a value outside the encoding's range throws
 // tessera::Error naming it. bits: 1..8 (binary: 1).
 BitplaneMatrix pack_bitplanes(const int32_t* values, int64_t rows, int64_t depth, int64_t ld, int bits,

@@ -2,6 +2,8 @@
 // nibble table through VPSHUFB, summed as bytes for up to 31 vectors, then widened by VPSADBW.
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "compression/bitplane_kernels.h"
 
 namespace tessera::compression::detail {
@@ -120,8 +122,34 @@ void pack(const uint8_t* codes, int64_t ld, int64_t rows, int64_t depth, int bit
   }
 }
 
+void quantize(const float* x, int64_t n, float scale, float zero_point, float levels, uint8_t* codes) {
+  const __m256 vscale = _mm256_set1_ps(scale), vzero_point = _mm256_set1_ps(zero_point),
+               vlevels = _mm256_set1_ps(levels);
+  int64_t i = 0;
+  alignas(32) int32_t lanes[8];
+  for (; i + 8 <= n; i += 8) {
+    __m256 code = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), vscale),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // max(code, 0) returns its second operand for NaN, as the scalar rule's 0.
+    code = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(code, vzero_point), _mm256_setzero_ps()), vlevels);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_cvtps_epi32(code));
+    for (int l = 0; l < 8; ++l) codes[i + l] = uint8_t(lanes[l]);
+  }
+  for (; i < n; ++i) {
+    const float code = std::nearbyint(x[i] / scale) + zero_point;
+    codes[i] = !(code > 0.f) ? 0 : code >= levels ? uint8_t(levels) : uint8_t(code);
+  }
+}
+
+// Every AVX2 CPU has POPCNT; this file is only run on those.
+__attribute__((target("popcnt"))) int64_t popcount(const uint64_t* words, int64_t n) {
+  int64_t ones = 0;
+  for (int64_t i = 0; i < n; ++i) ones += __builtin_popcountll(words[i]);
+  return ones;
+}
+
 }  // namespace
 
-const BitplaneKernelTable kBitplaneAvx2 = {kRows, kCols, tile_any, pack};
+const BitplaneKernelTable kBitplaneAvx2 = {kRows, kCols, tile_any, pack, quantize, popcount};
 
 }  // namespace tessera::compression::detail

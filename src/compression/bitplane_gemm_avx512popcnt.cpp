@@ -115,8 +115,32 @@ void pack(const uint8_t* codes, int64_t ld, int64_t rows, int64_t depth, int bit
   }
 }
 
+void quantize(const float* x, int64_t n, float scale, float zero_point, float levels, uint8_t* codes) {
+  const __m512 vscale = _mm512_set1_ps(scale), vzero_point = _mm512_set1_ps(zero_point),
+               vlevels = _mm512_set1_ps(levels);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 valid = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    __m512 code = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(valid, x + i), vscale),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // max(code, 0) returns its second operand for NaN, as the scalar rule's 0.
+    code = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(code, vzero_point), _mm512_setzero_ps()), vlevels);
+    _mm512_mask_cvtepi32_storeu_epi8(codes + i, valid, _mm512_cvtps_epi32(code));
+  }
+}
+
+int64_t popcount(const uint64_t* words, int64_t n) {
+  __m512i ones = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) ones = _mm512_add_epi64(ones, _mm512_popcnt_epi64(_mm512_loadu_si512(words + i)));
+  alignas(64) int64_t lanes[8];
+  _mm512_store_si512(lanes, ones);
+  int64_t total = lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+  for (; i < n; ++i) total += _mm_popcnt_u64(words[i]);
+  return total;
+}
+
 }  // namespace
 
-const BitplaneKernelTable kBitplaneAvx512Popcnt = {kRows, kCols, tile_any, pack};
+const BitplaneKernelTable kBitplaneAvx512Popcnt = {kRows, kCols, tile_any, pack, quantize, popcount};
 
 }  // namespace tessera::compression::detail

@@ -1,6 +1,7 @@
 // Bit-plane GEMM microkernel and packer in plain C++ (std::popcount on 64-bit words), for CPUs
 // without AVX2; also the model the vector kernels follow.
 #include <bit>
+#include <cmath>
 
 #include "compression/bitplane_kernels.h"
 
@@ -55,8 +56,21 @@ void pack(const uint8_t* codes, int64_t ld, int64_t rows, int64_t depth, int bit
   }
 }
 
+void quantize(const float* x, int64_t n, float scale, float zero_point, float levels, uint8_t* codes) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float code = std::nearbyint(x[i] / scale) + zero_point;
+    codes[i] = !(code > 0.f) ? 0 : code >= levels ? uint8_t(levels) : uint8_t(code);
+  }
+}
+
+int64_t popcount(const uint64_t* words, int64_t n) {
+  int64_t ones = 0;
+  for (int64_t i = 0; i < n; ++i) ones += std::popcount(words[i]);
+  return ones;
+}
+
 }  // namespace
 
-const BitplaneKernelTable kBitplanePortable = {kRows, kCols, tile, pack};
+const BitplaneKernelTable kBitplanePortable = {kRows, kCols, tile, pack, quantize, popcount};
 
 }  // namespace tessera::compression::detail

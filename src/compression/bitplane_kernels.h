@@ -29,10 +29,19 @@ using BitplaneTileFn = void (*)(const BitplaneTileArgs& args);
 using BitplanePackFn = void (*)(const uint8_t* codes, int64_t ld, int64_t rows, int64_t depth, int bits,
                                 int64_t words, uint64_t* planes);
 
+// codes[i] = clamp(round_half_even(x[i] / scale) + zero_point, 0, levels) (NaN -> 0): exactly
+// quantize_activation (bitplane_quantize.h), vectorized.
+using BitplaneQuantizeFn = void (*)(const float* x, int64_t n, float scale, float zero_point, float levels,
+                                    uint8_t* codes);
+// Ones in n 64-bit words.
+using BitplanePopcountFn = int64_t (*)(const uint64_t* words, int64_t n);
+
 struct BitplaneKernelTable {
   int mr, nr;  // largest tile
   BitplaneTileFn tile;
   BitplanePackFn pack;
+  BitplaneQuantizeFn quantize;
+  BitplanePopcountFn popcount;
 };
 
 extern const BitplaneKernelTable kBitplanePortable;

@@ -126,8 +126,7 @@ class BitplaneMatMulKernel : public Kernel {
     const Tensor x = in[0]->is_contiguous() ? *in[0] : in[0]->clone();
     const ActivationQuantization q = layer.activation_for(x);
     std::vector<uint8_t> codes(static_cast<size_t>(M * K));
-    const float* data = x.data<float>();
-    for (int64_t i = 0; i < M * K; ++i) codes[size_t(i)] = compression::quantize_activation(data[i], q, layer.activation_bits);
+    compression::quantize_to_codes(x.data<float>(), M * K, q.scale, q.zero_point, layer.activation_bits, codes.data());
     BitplaneMatrix activations(M, K, layer.activation_bits, BitplaneEncoding::unsigned_int);
     compression::pack_bitplane_codes(codes.data(), K, 0, M, activations);
     compression::bitplane_gemm_f32(activations, layer.weights, out[0]->data<float>(), N, epilogue_for(layer, q, false),
@@ -155,35 +154,55 @@ std::unique_ptr<Kernel> create_bitplane_matmul(KernelCreateContext& ctx) {
   return kernel;
 }
 
+// The weights' K reordered from ONNX's (channel, kernel row, kernel column) to (kernel row,
+// kernel column, channel), the order of the channels-last im2col rows. Plan time.
+BitplaneMatrix channels_last(const BitplaneMatrix& weights, int64_t channels, int64_t taps) {
+  const int64_t N = weights.rows(), K = weights.depth();
+  std::vector<int32_t> values(static_cast<size_t>(N * K));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t t = 0; t < taps; ++t) values[size_t(n * K + t * channels + c)] = weights.value(n, c * taps + t);
+  return compression::pack_bitplanes(values.data(), N, K, K, weights.bits(), weights.encoding());
+}
+
 class BitplaneConvKernel : public Kernel {
  public:
   BitplaneLayer layer;
   int64_t batch = 0, channels = 0, height = 0, width = 0, out_channels = 0, out_height = 0, out_width = 0;
-  int64_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, dilation_h = 1,
-          dilation_w = 1;
+  int64_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, pad_bottom = 0,
+          pad_right = 0, dilation_h = 1, dilation_w = 1;
 
   int64_t depth() const { return channels * kernel_h * kernel_w; }
 
-  // One image: quantize, gather the im2col rows as codes (padding is the code of 0.0, the zero
-  // point), pack them and multiply: weights (rows) x pixels (columns) is NCHW output directly.
+  // One image: quantize into a zero-point-padded channels-last copy, gather the im2col rows (one
+  // copy of kernel_w * channels bytes per kernel row; the weights were reordered to match), pack
+  // them and multiply: weights (rows) x pixels (columns) is the NCHW output directly.
   void run_image(const float* x, float* y, const ActivationQuantization& q, ThreadPool* pool) const {
     const int64_t pixels = out_height * out_width, K = depth();
-    std::vector<uint8_t> image(static_cast<size_t>(channels * height * width));
-    for (size_t i = 0; i < image.size(); ++i) image[i] = compression::quantize_activation(x[i], q, layer.activation_bits);
+    const int64_t padded_h = height + pad_top + pad_bottom, padded_w = width + pad_left + pad_right;
+    std::vector<uint8_t> codes(static_cast<size_t>(channels * height * width));
+    compression::quantize_to_codes(x, int64_t(codes.size()), q.scale, q.zero_point, layer.activation_bits,
+                                   codes.data());
+    std::vector<uint8_t> padded(static_cast<size_t>(padded_h * padded_w * channels), uint8_t(q.zero_point));
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t h = 0; h < height; ++h)
+        for (int64_t w = 0; w < width; ++w)
+          padded[size_t(((h + pad_top) * padded_w + w + pad_left) * channels + c)] =
+              codes[size_t((c * height + h) * width + w)];
     std::vector<uint8_t> columns(static_cast<size_t>(pixels * K));
-    const uint8_t pad = uint8_t(q.zero_point);
     for (int64_t oh = 0; oh < out_height; ++oh)
       for (int64_t ow = 0; ow < out_width; ++ow) {
         uint8_t* row = columns.data() + (oh * out_width + ow) * K;
-        for (int64_t c = 0; c < channels; ++c)
-          for (int64_t i = 0; i < kernel_h; ++i) {
-            const int64_t ih = oh * stride_h - pad_top + i * dilation_h;
-            for (int64_t j = 0; j < kernel_w; ++j) {
-              const int64_t iw = ow * stride_w - pad_left + j * dilation_w;
-              const bool inside = ih >= 0 && ih < height && iw >= 0 && iw < width;
-              *row++ = inside ? image[size_t((c * height + ih) * width + iw)] : pad;
-            }
+        for (int64_t i = 0; i < kernel_h; ++i) {
+          const uint8_t* source = padded.data() + ((oh * stride_h + i * dilation_h) * padded_w + ow * stride_w) * channels;
+          if (dilation_w == 1) {
+            std::memcpy(row, source, size_t(kernel_w * channels));
+            row += kernel_w * channels;
+          } else {
+            for (int64_t j = 0; j < kernel_w; ++j, row += channels)
+              std::memcpy(row, source + j * dilation_w * channels, size_t(channels));
           }
+        }
       }
     BitplaneMatrix activations(pixels, K, layer.activation_bits, BitplaneEncoding::unsigned_int);
     compression::pack_bitplane_codes(columns.data(), K, 0, pixels, activations);
@@ -231,6 +250,8 @@ std::unique_ptr<Kernel> create_bitplane_conv(KernelCreateContext& ctx) {
   kernel->stride_w = strides[1];
   kernel->pad_top = pads[0];
   kernel->pad_left = pads[1];
+  kernel->pad_bottom = pads[2];
+  kernel->pad_right = pads[3];
   kernel->dilation_h = dilations[0];
   kernel->dilation_w = dilations[1];
   for (int64_t v : {kernel->kernel_h, kernel->kernel_w, kernel->stride_h, kernel->stride_w, kernel->dilation_h,
@@ -248,6 +269,7 @@ std::unique_ptr<Kernel> create_bitplane_conv(KernelCreateContext& ctx) {
   if (kernel->out_height <= 0 || kernel->out_width <= 0 || kernel->channels <= 0)
     throw Error(ctx.describe() + ": the kernel does not fit the padded input " + shape_to_string(xs));
   kernel->layer = read_layer(ctx, kernel->out_channels, kernel->depth());
+  kernel->layer.weights = channels_last(kernel->layer.weights, kernel->channels, kernel->kernel_h * kernel->kernel_w);
   ctx.set_output(0, DType::f32, {kernel->batch, kernel->out_channels, kernel->out_height, kernel->out_width});
   return kernel;
 }

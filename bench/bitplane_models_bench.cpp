@@ -1,0 +1,172 @@
+// Post-training bit-plane quantization of the trained Fashion-MNIST models (lenet5, resnet14) at
+// several (weight, activation) bit widths: test accuracy (set up once, printed) and latency beside f32.
+//
+// Accuracy uses the full 10k test split from /usr/share/datasets/fashion-mnist when it is there,
+// else the committed first 1000 test images; calibration uses the first 256 training images (or,
+// without the training split, the last 64 committed test images, which is then said).
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compression/bitplane_quantize.h"
+#include "tessera/npy.h"
+#include "tessera/onnx.h"
+#include "tessera/session.h"
+
+using namespace tessera;
+using namespace tessera::compression;
+
+namespace {
+
+const char* kDatasetDir = "/usr/share/datasets/fashion-mnist/";
+const std::string kModelDir = std::string(TESSERA_SOURCE_DIR) + "/models/trained/";
+
+// An IDX file of unsigned bytes (gzipped), read through gzip -dc; empty when missing.
+std::vector<uint8_t> read_idx_gz(const std::string& path, int header_bytes) {
+  std::vector<uint8_t> bytes;
+  if (FILE* probe = std::fopen(path.c_str(), "rb")) std::fclose(probe);
+  else return bytes;
+  FILE* pipe = popen(("gzip -dc '" + path + "'").c_str(), "r");
+  if (!pipe) return bytes;
+  uint8_t buffer[1 << 16];
+  size_t got;
+  while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) bytes.insert(bytes.end(), buffer, buffer + got);
+  pclose(pipe);
+  if (bytes.size() < size_t(header_bytes)) return {};
+  return std::vector<uint8_t>(bytes.begin() + header_bytes, bytes.end());
+}
+
+Tensor normalized_images(const std::vector<uint8_t>& pixels, int64_t count, int64_t first = 0) {
+  Tensor t(DType::f32, {count, 1, 28, 28});
+  for (int64_t i = 0; i < count * 784; ++i)
+    t.data<float>()[i] = (float(pixels[size_t(first * 784 + i)]) / 255.f - 0.2860f) / 0.3530f;
+  return t;
+}
+
+Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
+  Shape shape = t.shape();
+  const size_t row_bytes = t.nbytes() / size_t(shape[0]);
+  shape[0] = end - begin;
+  Tensor out(t.dtype(), shape);
+  std::memcpy(out.raw_data(), static_cast<const char*>(t.raw_data()) + size_t(begin) * row_bytes, out.nbytes());
+  return out;
+}
+
+struct Data {
+  Tensor test_images, calibration;
+  std::vector<int64_t> test_labels;
+  std::string test_source, calibration_source;
+};
+
+const Data& data() {
+  static const Data loaded = [] {
+    Data d;
+    const auto test_pixels = read_idx_gz(std::string(kDatasetDir) + "t10k-images-idx3-ubyte.gz", 16);
+    const auto test_labels = read_idx_gz(std::string(kDatasetDir) + "t10k-labels-idx1-ubyte.gz", 8);
+    const auto train_pixels = read_idx_gz(std::string(kDatasetDir) + "train-images-idx3-ubyte.gz", 16);
+    if (test_pixels.size() == 10000 * 784 && test_labels.size() == 10000) {
+      d.test_images = normalized_images(test_pixels, 10000);
+      d.test_labels.assign(test_labels.begin(), test_labels.end());
+      d.test_source = "Fashion-MNIST test split, 10000 images";
+    } else {
+      d.test_images = read_npy(kModelDir + "test_images.npy");
+      const Tensor labels = read_npy(kModelDir + "test_labels.npy");
+      d.test_labels.assign(labels.data<int64_t>(), labels.data<int64_t>() + labels.numel());
+      d.test_source = "committed first 1000 test images";
+    }
+    if (train_pixels.size() >= 256 * 784) {
+      d.calibration = normalized_images(train_pixels, 256);
+      d.calibration_source = "first 256 training images";
+    } else {
+      d.calibration = rows(read_npy(kModelDir + "test_images.npy"), 1000 - 64, 1000);
+      d.calibration_source = "last 64 committed test images (no training split found)";
+    }
+    std::printf("accuracy on: %s; calibration: %s\n", d.test_source.c_str(), d.calibration_source.c_str());
+    return d;
+  }();
+  return loaded;
+}
+
+const char* kModels[] = {"lenet5", "resnet14"};
+// {weight bits, activation bits}; {0, 0} is the f32 model.
+const std::vector<std::pair<int, int>> kSettings = {{0, 0}, {8, 8}, {4, 8}, {4, 4}, {3, 3},
+                                                    {2, 4}, {2, 2}, {1, 4}, {1, 2}, {1, 1}};
+
+std::string setting_name(int setting) {
+  const auto [weight_bits, activation_bits] = kSettings[size_t(setting)];
+  if (!weight_bits) return "f32";
+  char name[16];
+  std::snprintf(name, sizeof name, "w%da%d", weight_bits, activation_bits);
+  return name;
+}
+
+struct Prepared {
+  std::unique_ptr<Session> session;
+  double accuracy = 0;
+  int64_t weight_bytes = 0;
+};
+
+Prepared& prepared(int model, int setting) {
+  static std::map<std::pair<int, int>, Prepared> cache;
+  auto it = cache.find({model, setting});
+  if (it != cache.end()) return it->second;
+  Graph graph = load_onnx_model(kModelDir + kModels[model] + ".onnx");
+  const auto [weight_bits, activation_bits] = kSettings[size_t(setting)];
+  std::string layers = "all f32";
+  if (weight_bits) {
+    BitplaneOptions options;
+    options.weight_bits = weight_bits;
+    options.activation_bits = activation_bits;
+    options.calibration_inputs["input"] = data().calibration;
+    const BitplaneReport report = apply_bitplane_quantization(graph, options);
+    layers = std::to_string(report.quantized_layers.size()) + " layers quantized, " +
+             std::to_string(report.kept_f32_layers.size()) + " f32 (first/last); weights " +
+             std::to_string(report.float_weight_bytes) + " -> " + std::to_string(report.packed_weight_bytes) + " bytes";
+  }
+  Prepared p;
+  p.session = std::make_unique<Session>(graph, SessionOptions{2});
+  const Data& d = data();
+  const int64_t count = d.test_images.dim(0), batch = 250;
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < count; begin += batch) {
+    const int64_t end = std::min(count, begin + batch);
+    const Tensor logits = p.session->run({{"input", rows(d.test_images, begin, end)}}).at("logits");
+    for (int64_t i = 0; i < end - begin; ++i) {
+      const float* l = logits.data<float>() + i * 10;
+      correct += std::max_element(l, l + 10) - l == d.test_labels[size_t(begin + i)];
+    }
+  }
+  p.accuracy = double(correct) / double(count);
+  p.weight_bytes = int64_t(p.session->plan_stats().weight_bytes);
+  std::printf("%-8s %-5s accuracy %.2f%% (%lld / %lld); %s\n", kModels[model], setting_name(setting).c_str(),
+              100.0 * p.accuracy, (long long)correct, (long long)count, layers.c_str());
+  return cache.emplace(std::pair{model, setting}, std::move(p)).first->second;
+}
+
+// Args: model, setting, batch. Latency of one run of `batch` test images on 2 threads.
+void BM_BitplaneModel(benchmark::State& state) {
+  const int model = int(state.range(0)), setting = int(state.range(1));
+  const int64_t batch = state.range(2);
+  Prepared& p = prepared(model, setting);
+  const Tensor input = rows(data().test_images, 0, batch);
+  p.session->run({{"input", input}});  // plan for this batch size outside the timing
+  for (auto _ : state) benchmark::DoNotOptimize(p.session->run({{"input", input}}));
+  state.counters["accuracy_%"] = 100.0 * p.accuracy;
+  state.counters["images/s"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(kModels[model]) + " " + setting_name(setting));
+}
+
+void model_args(benchmark::internal::Benchmark* b) {
+  for (int model = 0; model < 2; ++model)
+    for (int setting = 0; setting < int(kSettings.size()); ++setting)
+      for (int64_t batch : {1, 128}) b->Args({model, setting, batch});
+}
+
+}  // namespace
+
+BENCHMARK(BM_BitplaneModel)->Apply(model_args)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);

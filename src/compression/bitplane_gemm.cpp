@@ -77,6 +77,7 @@ void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* poo
     args.y_signed = y.encoding() == BitplaneEncoding::signed_int;
     args.xor_mode = x_binary && y_binary;
     args.words = x.words_per_plane();
+    args.depth = K;
     alignas(64) int64_t raw[64];
     args.raw = raw;
     args.raw_ld = table.nr;
@@ -87,16 +88,13 @@ void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* poo
         args.cols = int(std::min<int64_t>(table.nr, col_end - c0));
         for (int c = 0; c < args.cols; ++c) args.y_rows[c] = y.row(c0 + c);
         table.tile(args);
-        // Binary operands were counted as {0, 1}: x = 2b - 1 turns sum x*y into 2 raw - sum y.
-        // One loop per case so each is a plain vector loop.
+        // One binary operand was counted as {0, 1}: x = 2b - 1 turns sum x*y into 2 raw - sum y.
+        // (Both binary: the kernel gave the dot product.)
         const int64_t ld = table.nr;
-        if (args.xor_mode) {
-          for (int r = 0; r < args.rows; ++r)
-            for (int c = 0; c < args.cols; ++c) raw[r * ld + c] = K - 2 * raw[r * ld + c];
-        } else if (x_binary) {
+        if (!args.xor_mode && x_binary) {
           for (int r = 0; r < args.rows; ++r)
             for (int c = 0; c < args.cols; ++c) raw[r * ld + c] = 2 * raw[r * ld + c] - y.row_sum(c0 + c);
-        } else if (y_binary) {
+        } else if (!args.xor_mode && y_binary) {
           for (int r = 0; r < args.rows; ++r)
             for (int c = 0; c < args.cols; ++c) raw[r * ld + c] = 2 * raw[r * ld + c] - x.row_sum(r0 + r);
         }

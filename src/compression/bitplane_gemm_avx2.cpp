@@ -77,7 +77,8 @@ void tile(const BitplaneTileArgs& t) {
   for (int r = 0; r < MR; ++r)
     for (int c = 0; c < NR; ++c) {
       const __m128i half = _mm_add_epi64(_mm256_castsi256_si128(acc[r][c]), _mm256_extracti128_si256(acc[r][c], 1));
-      t.raw[r * t.raw_ld + c] = _mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1);
+      const int64_t count = _mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1);
+      t.raw[r * t.raw_ld + c] = t.xor_mode ? t.depth - 2 * count : count;
     }
 }
 

@@ -85,7 +85,12 @@ void tile(const BitplaneTileArgs& t) {
       }
     }
   }
-  for (int r = 0; r < MR; ++r) _mm512_storeu_si512(t.raw + r * t.raw_ld, sum_lanes_of_eight(acc[r]));
+  const __m512i depth = _mm512_set1_epi64(t.depth);
+  for (int r = 0; r < MR; ++r) {
+    __m512i sums = sum_lanes_of_eight(acc[r]);
+    if (t.xor_mode) sums = _mm512_sub_epi64(depth, _mm512_add_epi64(sums, sums));
+    _mm512_storeu_si512(t.raw + r * t.raw_ld, sums);
+  }
 }
 
 void tile_any(const BitplaneTileArgs& t) {

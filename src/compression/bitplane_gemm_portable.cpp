@@ -37,7 +37,7 @@ void tile(const BitplaneTileArgs& t) {
     });
   }
   for (int r = 0; r < t.rows; ++r)
-    for (int c = 0; c < t.cols; ++c) t.raw[r * t.raw_ld + c] = acc[r][c];
+    for (int c = 0; c < t.cols; ++c) t.raw[r * t.raw_ld + c] = t.xor_mode ? t.depth - 2 * acc[r][c] : acc[r][c];
 }
 
 void pack(const uint8_t* codes, int64_t ld, int64_t rows, int64_t depth, int bits, int64_t words,

@@ -8,7 +8,8 @@ namespace tessera::compression::detail {
 // One register tile: rows x cols raw products of X rows and Y rows (both packed along K).
 // raw(r, c) = sum over plane pairs (j of X, i of Y) of +-2^(i+j) popcount(X_j AND Y_i) over
 // `words` 64-bit words (a multiple of 8); the sign is negative when exactly one of the two planes
-// is the top plane of a signed operand. With xor_mode (both one bit) raw = popcount(X XOR Y).
+// is the top plane of a signed operand. With xor_mode (both binary {-1,+1}) raw is their dot
+// product depth - 2 popcount(X XOR Y) (padding bits are zero in both, so they never differ).
 // The kernels sum the pairs in Horner order of i + j (one shift per distinct i + j over the
 // whole K), so the weights cost nothing inside the K loop.
 struct BitplaneTileArgs {
@@ -18,6 +19,7 @@ struct BitplaneTileArgs {
   int x_bits = 1, y_bits = 1;
   bool x_signed = false, y_signed = false;
   bool xor_mode = false;
+  int64_t depth = 0;  // K, for xor_mode
   int64_t words = 0;  // words per plane
   int64_t* raw = nullptr;  // raw[r * raw_ld + c]; raw_ld >= the table's nr
   int64_t raw_ld = 0;

@@ -4,7 +4,6 @@
 namespace tessera {
 
 void register_compression_operators(OperatorRegistry& registry) {
-  register_int8_operators(registry);
   register_bitplane_operators(registry);
   register_lut_gemm_operators(registry);
   register_sparse_operators(registry);

@@ -88,6 +88,28 @@ std::unique_ptr<Kernel> make_quantize_linear(KernelCreateContext& ctx) {
       });
 }
 
+// Dequantization of quantized weights (an 8-bit constant of rank 2 or more) is not folded at
+// plan time: the lower_qdq_to_int8 pass reads the integers to run the layer in int8, and folds
+// what it leaves itself.
+class DequantizeKernel : public Kernel {
+ public:
+  DequantizeKernel(QuantParams q, bool foldable) : q_(q), foldable_(foldable) {}
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& o, ExecContext&) override {
+    const float* scales = in[1]->data<float>();
+    float* y = o[0]->data<float>();
+    for (int64_t i = 0; i < in[0]->numel(); ++i) {
+      int64_t c = q_.channel(i);
+      int32_t zp = in.size() > 2 && in[2] ? read_quantized(*in[2], c) : 0;
+      y[i] = float(read_quantized(*in[0], i) - zp) * scales[c];
+    }
+  }
+  bool foldable() const override { return foldable_; }
+
+ private:
+  QuantParams q_;
+  bool foldable_;
+};
+
 std::unique_ptr<Kernel> make_dequantize_linear(KernelCreateContext& ctx) {
   const ValueInfo& x = required_input(ctx, 0);
   const ValueInfo& scale = required_input(ctx, 1);
@@ -96,16 +118,8 @@ std::unique_ptr<Kernel> make_dequantize_linear(KernelCreateContext& ctx) {
   if (scale.dtype != DType::f32) throw Error(ctx.describe() + ": the scale must be float32");
   QuantParams q = quant_params(ctx, x.shape, scale.shape);
   ctx.set_output(0, DType::f32, x.shape);
-  return std::make_unique<LambdaKernel>(
-      [q](const std::vector<const Tensor*>& in, const std::vector<Tensor*>& o, ExecContext&) {
-        const float* scales = in[1]->data<float>();
-        float* y = o[0]->data<float>();
-        for (int64_t i = 0; i < in[0]->numel(); ++i) {
-          int64_t c = q.channel(i);
-          int32_t zp = in.size() > 2 && in[2] ? read_quantized(*in[2], c) : 0;
-          y[i] = float(read_quantized(*in[0], i) - zp) * scales[c];
-        }
-      });
+  const bool quantized_weights = x.constant && is_8bit(x.dtype) && x.shape.size() >= 2;
+  return std::make_unique<DequantizeKernel>(q, !quantized_weights);
 }
 
 // uint8 quantization with scale and zero point chosen from the data range (which always

@@ -60,6 +60,7 @@ OperatorRegistry::OperatorRegistry() {
   register_signal_operators(*this);
   register_linear_algebra_operators(*this);
   register_sampling_operators(*this);
+  register_int8_nhwc_operators(*this);
   register_compression_operators(*this);
 }
 

@@ -46,6 +46,13 @@ std::vector<int32_t> zero_point_offsets(const PackedInt8B& B, const Int8Epilogue
   return offsets;
 }
 
+void check_epilogue(const Int8Epilogue& e) {
+  if (e.output != Int8Epilogue::Output::s32 && !e.scale)
+    throw std::invalid_argument("int8 GEMM: the epilogue needs a scale");
+  if (e.output == Int8Epilogue::Output::u8 && (!(e.output_scale > 0.f) || !(e.sum_scale > 0.f)))
+    throw std::invalid_argument("int8 GEMM: output scales must be positive");
+}
+
 size_t output_element_size(const Int8Epilogue& e) {
   return e.output == Int8Epilogue::Output::u8 ? 1 : 4;
 }
@@ -74,7 +81,11 @@ PackedInt8B::PackedInt8B(int64_t K, int64_t N, const int8_t* b, int64_t ldb, boo
 
 PreparedInt8Epilogue::PreparedInt8Epilogue(const PackedInt8B& B, const Int8Epilogue& epilogue)
     : epilogue_(epilogue), offsets_(zero_point_offsets(B, epilogue)) {
+  check_epilogue(epilogue);
+  // Folded below; the pointers need not outlive this object (b_zero_points is still read).
   epilogue_.residual = nullptr;
+  epilogue_.scale = nullptr;
+  epilogue_.bias = nullptr;
   if (epilogue.output == Int8Epilogue::Output::s32) return;
   const size_t padded = size_t(B.panel_count() * 16);
   multipliers_.assign(padded, 0.f);
@@ -101,25 +112,23 @@ void int8_epilogue_store(const Int8TileArgs& args, int r, int col, int32_t acc) 
   int32_t corrected = acc;
   if (args.column_offsets) corrected += args.column_offsets[n];
   if (e.b_zero_points) corrected -= e.b_zero_points[n] * args.tile_row_sums[r];
-  float f = float(corrected) * e.scale[e.scale_per_tensor ? 0 : n];
-  if (e.bias) f += e.bias[n];
-  if (e.relu) f = std::max(f, 0.f);
+  // The folded constants of PreparedInt8Epilogue, in the vector kernel's order of operations.
+  float f = std::fma(float(corrected), args.multipliers[n], args.addends[n]);
   if (e.output == Int8Epilogue::Output::f32) {
-    static_cast<float*>(args.c)[r * args.ldc + col] = f;
+    static_cast<float*>(args.c)[r * args.ldc + col] = e.relu ? std::max(f, 0.f) : f;
     return;
   }
-  auto quantize = [](float x, float inverse_scale, int32_t zero_point) {
-    // nearbyint rounds half to even in the default rounding mode, as the vector conversions do.
-    const float q = std::nearbyint(x * inverse_scale) + float(zero_point);
-    return std::clamp(q, 0.f, 255.f);
+  // nearbyint rounds half to even in the default rounding mode, as the vector conversions do.
+  auto to_u8 = [](float units, int32_t zero_point, bool relu) {
+    const float q = std::nearbyint(std::min(units, 1024.f)) + float(zero_point);
+    return std::clamp(std::isnan(q) ? 0.f : q, relu ? float(zero_point) : 0.f, 255.f);
   };
-  float q = quantize(f, 1.f / e.output_scale, e.output_zero_point);
+  float q = to_u8(f, e.output_zero_point, e.relu);
   if (args.residual) {
-    const float r_value = args.residual[r * args.ld_residual + col];
-    float g = (q - float(e.output_zero_point)) * e.output_scale +
-              (r_value - float(e.residual_zero_point)) * e.residual_scale;
-    if (e.relu_after_residual) g = std::max(g, 0.f);
-    q = quantize(g, 1.f / e.sum_scale, e.sum_zero_point);
+    const float r_value = float(int32_t(args.residual[r * args.ld_residual + col]) - e.residual_zero_point);
+    const float g = std::fma(r_value, e.residual_scale / e.sum_scale,
+                             (q - float(e.output_zero_point)) * (e.output_scale / e.sum_scale));
+    q = to_u8(g, e.sum_zero_point, e.relu_after_residual);
   }
   static_cast<uint8_t*>(args.c)[r * args.ldc + col] = uint8_t(q);
 }
@@ -223,21 +232,21 @@ struct Int8Call {
   }
 };
 
-void check_epilogue(const Int8Epilogue& e) {
-  if (e.output != Int8Epilogue::Output::s32 && !e.scale)
-    throw std::invalid_argument("int8 GEMM: the epilogue needs a scale");
-  if (e.output == Int8Epilogue::Output::u8 && (!(e.output_scale > 0.f) || (e.residual && !(e.sum_scale > 0.f))))
-    throw std::invalid_argument("int8 GEMM: output scales must be positive");
-}
-
 }  // namespace
 
 void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8B& B, void* C, int64_t ldc,
                       const Int8Epilogue& epilogue, ThreadPool* pool) {
   if (B.empty()) throw std::invalid_argument("gemm_u8s8_packed: B was not packed");
-  check_epilogue(epilogue);
+  gemm_u8s8_packed(M, A, lda, B, C, ldc, PreparedInt8Epilogue(B, epilogue), epilogue.residual, epilogue.ld_residual,
+                   pool);
+}
+
+void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8B& B, void* C, int64_t ldc,
+                      const PreparedInt8Epilogue& prepared, const uint8_t* residual, int64_t ld_residual,
+                      ThreadPool* pool) {
+  if (B.empty()) throw std::invalid_argument("gemm_u8s8_packed: B was not packed");
+  const Int8Epilogue& epilogue = prepared.epilogue();
   if (M <= 0) return;
-  const PreparedInt8Epilogue prepared(B, epilogue);
   std::vector<int32_t> row_sums;
   if (epilogue.b_zero_points && epilogue.output != Int8Epilogue::Output::s32) {
     row_sums.resize(size_t(M));
@@ -248,7 +257,7 @@ void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8
     }
   }
   const detail::Int8GemmKernel& kernel = active_kernel();
-  Int8Call call{&kernel, &A, 1, B.K(), lda, &B, C, ldc, &prepared, epilogue.residual, epilogue.ld_residual,
+  Int8Call call{&kernel, &A, 1, B.K(), lda, &B, C, ldc, &prepared, residual, ld_residual,
                 row_sums.empty() ? nullptr : row_sums.data()};
   // Work items: blocks of rows x blocks of panels, so both tall and wide products split.
   const int64_t panels = B.panel_count();
@@ -281,7 +290,6 @@ void brgemm_u8s8(int64_t rows, const uint8_t* const* a_batch, int64_t batch, int
                  const uint8_t* residual, int64_t ld_residual, const int32_t* rowsum_a) {
   if (B.empty()) throw std::invalid_argument("brgemm_u8s8: B was not packed");
   const Int8Epilogue& e = epilogue.epilogue();
-  check_epilogue(e);
   if (batch > 1 && k_per_batch % 4 != 0)
     throw std::invalid_argument("brgemm_u8s8: k_per_batch must be a multiple of 4 when batched");
   if (batch * k_per_batch != B.K()) throw std::invalid_argument("brgemm_u8s8: batch * k_per_batch != K");
@@ -290,38 +298,6 @@ void brgemm_u8s8(int64_t rows, const uint8_t* const* a_batch, int64_t batch, int
   Int8Call call{&active_kernel(), a_batch, batch, k_per_batch, lda, &B, c, ldc, &epilogue, residual, ld_residual,
                 rowsum_a};
   call.run(0, rows, 0, B.panel_count());
-}
-
-void gemm_u8s8_reference(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda, const int8_t* b,
-                         int64_t ldb, void* C, int64_t ldc, const Int8Epilogue& epilogue) {
-  check_epilogue(epilogue);
-  detail::Int8TileArgs args;
-  args.epilogue = &epilogue;
-  args.ldc = ldc;
-  std::vector<int32_t> offsets(size_t(N), 0);
-  for (int64_t n = 0; n < N; ++n) {
-    int64_t colsum = 0;
-    for (int64_t k = 0; k < K; ++k) colsum += b[k * ldb + n];
-    int64_t v = -int64_t(epilogue.a_zero_point) * colsum;
-    if (epilogue.b_zero_points) v += K * int64_t(epilogue.a_zero_point) * epilogue.b_zero_points[n];
-    offsets[size_t(n)] = int32_t(v);
-  }
-  args.column_offsets = offsets.data();
-  const size_t element = output_element_size(epilogue);
-  for (int64_t m = 0; m < M; ++m) {
-    int32_t row_sum = 0;
-    for (int64_t k = 0; k < K; ++k) row_sum += A[m * lda + k];
-    args.tile_row_sums = &row_sum;
-    args.col0 = 0;
-    args.residual = epilogue.residual ? epilogue.residual + m * epilogue.ld_residual : nullptr;
-    args.ld_residual = epilogue.ld_residual;
-    args.c = static_cast<char*>(C) + m * ldc * int64_t(element);
-    for (int64_t n = 0; n < N; ++n) {
-      int32_t acc = 0;
-      for (int64_t k = 0; k < K; ++k) acc += int32_t(A[m * lda + k]) * b[k * ldb + n];
-      detail::int8_epilogue_store(args, 0, int(n), acc);
-    }
-  }
 }
 
 }  // namespace tessera::primitives

@@ -76,6 +76,7 @@ void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8
 
 // An epilogue bound to one packed B, with its per-column constants folded once (zero-point
 // terms, scale / output scale, bias / output scale): made at plan time for a layer's weights.
+// scale and bias are folded in (they need not outlive it); b_zero_points is read in place.
 // The residual pointer and ld_residual of the epilogue are ignored here (given per call).
 class PreparedInt8Epilogue {
  public:
@@ -94,6 +95,11 @@ class PreparedInt8Epilogue {
   std::vector<float> multipliers_, addends_;
 };
 
+// The same with an epilogue prepared once (per layer) and the residual given per call.
+void gemm_u8s8_packed(int64_t M, const uint8_t* A, int64_t lda, const PackedInt8B& B, void* C, int64_t ldc,
+                      const PreparedInt8Epilogue& epilogue, const uint8_t* residual, int64_t ld_residual,
+                      ThreadPool* pool);
+
 // Batch-reduce form for convolutions as implicit GEMM: row m of the A operand is the
 // concatenation over b < batch of a_batch[b] + m * lda .. + k_per_batch; B's K is
 // batch * k_per_batch (k_per_batch a multiple of 4 when batch > 1), in that order. Computes
@@ -104,11 +110,6 @@ void brgemm_u8s8(int64_t rows, const uint8_t* const* a_batch, int64_t batch, int
                  int64_t lda, const PackedInt8B& B, void* c, int64_t ldc,
                  const PreparedInt8Epilogue& epilogue, const uint8_t* residual, int64_t ld_residual,
                  const int32_t* rowsum_a);
-
-// Scalar reference of the whole computation on unpacked operands (for tests and fallbacks):
-// b is K x N s8 row-major.
-void gemm_u8s8_reference(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda, const int8_t* b,
-                         int64_t ldb, void* C, int64_t ldc, const Int8Epilogue& epilogue);
 
 // Rows of the register tile of the kernel that runs now, for callers that tile M themselves
 // (implicit convolution keeps a tile inside one output row).

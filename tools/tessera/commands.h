@@ -25,6 +25,7 @@ void add_profile_command(CLI::App& app);
 void add_abft_command(CLI::App& app);
 void add_inject_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_compress_command(CLI::App& app);
 
 // --abft, --abft-action, --abft-lambda, --abft-tuned on run, bench and profile.
 struct AbftFlags {

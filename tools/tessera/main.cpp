@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   tessera::cli::add_abft_command(app);
   tessera::cli::add_inject_command(app);
   tessera::cli::add_generate_command(app);
+  tessera::cli::add_compress_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

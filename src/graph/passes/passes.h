@@ -32,7 +32,12 @@ int fuse_matmul_bias(Graph& graph);
 // over the concatenated weights and a Split.
 int merge_parallel_matmuls(Graph& graph);
 
+// QDQ-quantized convolutions, residual adds and pools become integer operators on u8 NHWC
+// activations (tessera.Int8Conv ...), with layout changes only at the region's edges.
+int lower_qdq_to_int8(Graph& graph);
+
 struct PassReport {
+  int int8_lowered = 0;
   int identities_removed = 0, batchnorms_folded = 0, residuals_fused = 0, activations_fused = 0;
   int attentions_fused = 0, gelus_fused = 0, layer_norms_fused = 0, add_layer_norms_fused = 0;
   int matmul_biases_fused = 0, matmuls_merged = 0;

@@ -5,6 +5,8 @@ namespace tessera {
 
 PassReport run_graph_passes(Graph& graph) {
   PassReport report;
+  // First, while the QDQ patterns are intact (the later passes would fuse their Relus).
+  report.int8_lowered = lower_qdq_to_int8(graph);
   report.identities_removed = remove_identity_nodes(graph);
   report.batchnorms_folded = fold_batchnorm(graph);
   report.residuals_fused = fuse_residual_add(graph);

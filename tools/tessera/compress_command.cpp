@@ -1,0 +1,135 @@
+// `tessera compress`: writes a compressed copy of a model. int8: post-training quantization to a
+// standard ONNX QDQ model, calibrated on data, optionally keeping layers in f32 to meet an
+// accuracy target on labelled data.
+#include <algorithm>
+#include <cstring>
+#include <iostream>
+
+#include "compression/int8_quantize.h"
+#include "fmt/format.h"
+#include "runtime/specialize.h"
+#include "tessera/commands.h"
+#include "tessera/npy.h"
+#include "tessera/onnx.h"
+#include "tessera/session.h"
+
+namespace tessera::cli {
+
+namespace {
+
+// Rows [begin, end) of a tensor along its first axis.
+Tensor leading_slice(const Tensor& t, int64_t begin, int64_t end) {
+  Shape shape = t.shape();
+  shape[0] = end - begin;
+  Tensor out(t.dtype(), shape);
+  const size_t row = t.nbytes() / size_t(t.dim(0));
+  std::memcpy(out.raw_data(), static_cast<const char*>(t.raw_data()) + size_t(begin) * row, size_t(end - begin) * row);
+  return out;
+}
+
+std::string single_input_name(const Graph& graph) {
+  if (graph.inputs.size() != 1)
+    throw Error("compress reads data for models with one input; this one has " + std::to_string(graph.inputs.size()));
+  return graph.values[size_t(graph.inputs[0])].name;
+}
+
+std::vector<compression::Feeds> batches(const Graph& graph, const Tensor& data, int64_t count, int64_t batch) {
+  const std::string name = single_input_name(graph);
+  if (data.rank() < 1 || data.dim(0) < 1) throw Error("the calibration data has no samples");
+  const int64_t n = count > 0 ? std::min(count, data.dim(0)) : data.dim(0);
+  const Tensor f32 = data.dtype() == DType::f32 ? data : data.cast(DType::f32);
+  std::vector<compression::Feeds> out;
+  for (int64_t b = 0; b < n; b += batch) out.push_back({{name, leading_slice(f32, b, std::min(n, b + batch))}});
+  return out;
+}
+
+// Top-1 accuracy in percent of `graph` on (images, labels).
+double top1_accuracy(const Graph& graph, const std::vector<compression::Feeds>& feeds, const Tensor& labels, int threads) {
+  Session session(graph, SessionOptions{threads});
+  int64_t correct = 0, seen = 0;
+  for (const auto& feed : feeds) {
+    const auto outputs = session.run(feed);
+    const Tensor& logits = outputs.begin()->second;
+    const int64_t rows = logits.dim(0), classes = logits.numel() / rows;
+    for (int64_t r = 0; r < rows; ++r, ++seen) {
+      const float* row = logits.data<float>() + r * classes;
+      const int64_t best = std::max_element(row, row + classes) - row;
+      if (best == int64_t(labels.value_as_double(seen))) ++correct;
+    }
+  }
+  return seen ? 100.0 * double(correct) / double(seen) : 0.0;
+}
+
+}  // namespace
+
+void add_compress_command(CLI::App& app) {
+  struct Options {
+    std::string model, method = "int8", calib, output, calibration = "minmax", eval_data, eval_labels;
+    std::vector<std::string> keep_float;
+    double percentile = 99.99, max_drop = -1;
+    int64_t calib_count = 0, batch = 32;
+    bool per_tensor = false, symmetric = false;
+    int threads = 0;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand("compress", "Write a compressed copy of a model (int8: an ONNX QDQ model)");
+  cmd->add_option("model", options->model, "ONNX model file")->required();
+  cmd->add_option("--method", options->method, "Compression method: int8")->check(CLI::IsMember({"int8"}));
+  cmd->add_option("--calib", options->calib, "Calibration inputs: a .npy file of samples along its first axis")
+      ->required();
+  cmd->add_option("-o,--output", options->output, "Output ONNX file")->required();
+  cmd->add_option("--calibration", options->calibration, "Activation ranges: minmax, percentile or entropy");
+  cmd->add_option("--percentile", options->percentile, "Share of values kept inside the range (percentile)");
+  cmd->add_option("--calib-count", options->calib_count, "Use only the first N calibration samples");
+  cmd->add_option("--batch", options->batch, "Calibration batch size")->check(CLI::Range(1, 4096));
+  cmd->add_flag("--per-tensor", options->per_tensor, "One weight scale per tensor (default: per output channel)");
+  cmd->add_flag("--symmetric", options->symmetric, "s8 activations with zero point 0 (default: u8 asymmetric)");
+  cmd->add_option("--keep-float", options->keep_float, "Conv node names to leave in f32");
+  cmd->add_option("--eval-data", options->eval_data, "Held-out inputs (.npy) for --max-accuracy-drop");
+  cmd->add_option("--eval-labels", options->eval_labels, "Their class labels (.npy, integers)");
+  cmd->add_option("--max-accuracy-drop", options->max_drop,
+                  "Keep the most sensitive layers in f32 until top-1 is within this many points of f32");
+  cmd->add_option("--threads", options->threads, "Threads for calibration and evaluation (default: all)");
+  cmd->callback([options] {
+    const Graph graph = load_onnx_model(options->model);
+    compression::Int8QuantizeOptions quantize;
+    quantize.calibration = compression::calibration_method_from_string(options->calibration);
+    quantize.percentile = options->percentile;
+    if (!(quantize.percentile > 50 && quantize.percentile <= 100)) throw Error("--percentile must be in (50, 100]");
+    quantize.per_channel = !options->per_tensor;
+    quantize.symmetric_activations = options->symmetric;
+    const auto known = compression::quantizable_convolutions(graph);
+    for (const auto& name : options->keep_float) {
+      if (std::find(known.begin(), known.end(), name) == known.end())
+        throw Error("--keep-float: no quantizable Conv node named '" + name + "'");
+      quantize.keep_float.insert(name);
+    }
+    const auto calibration = batches(graph, read_npy(options->calib), options->calib_count, options->batch);
+    if (options->max_drop >= 0) {
+      if (options->eval_data.empty() || options->eval_labels.empty())
+        throw Error("--max-accuracy-drop needs --eval-data and --eval-labels");
+      const Tensor labels = read_npy(options->eval_labels);
+      const auto eval = batches(graph, read_npy(options->eval_data), 0, options->batch);
+      int64_t samples = 0;
+      for (const auto& feed : eval) samples += feed.begin()->second.dim(0);
+      if (labels.numel() < samples) throw Error("--eval-labels has fewer labels than --eval-data has samples");
+      std::string log;
+      quantize = compression::choose_float_layers(
+          graph, calibration, quantize,
+          [&](const Graph& g) { return top1_accuracy(g, eval, labels, options->threads); }, options->max_drop, &log);
+      std::cerr << log;
+    }
+    compression::Int8QuantizeReport report;
+    const Graph quantized = compression::quantize_int8(graph, calibration, quantize, &report);
+    save_onnx_model(quantized, options->output);
+    std::cout << fmt::format("int8 ({} calibration, weights per {}, {} activations): {} convolutions quantized, "
+                             "{} kept in f32, {} activations quantized -> {}\n",
+                             compression::calibration_method_name(quantize.calibration),
+                             quantize.per_channel ? "channel" : "tensor", quantize.symmetric_activations ? "s8" : "u8",
+                             report.convolutions_quantized, report.convolutions_kept_float,
+                             report.activations_quantized, options->output);
+    for (const auto& name : report.float_layers) std::cout << "  f32: " << name << "\n";
+  });
+}
+
+}  // namespace tessera::cli

@@ -2,6 +2,7 @@
 // counted as 2 like f32) for w1a1 .. w8a8, beside Tessera's f32 and int8 GEMMs on the same shapes.
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -63,8 +64,10 @@ void BM_BitplaneGemm(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   set_gops(state, 2.0 * double(M) * double(N) * double(K));
-  state.SetLabel("w" + std::to_string(weight_bits) + "a" + std::to_string(activation_bits) + " " +
-                 bitplane_kernel_name(bitplane_kernel_in_use()) + (pack_per_call ? " +pack" : ""));
+  char label[64];
+  std::snprintf(label, sizeof label, "w%da%d %s%s", weight_bits, activation_bits,
+                bitplane_kernel_name(bitplane_kernel_in_use()), pack_per_call ? " +pack" : "");
+  state.SetLabel(label);
 }
 
 // The f32 peer: weights packed once (plan time), as the inference path runs it.

@@ -244,6 +244,15 @@ void BM_GemmInt8(benchmark::State& state) {
   epilogue.a_zero_point = 3;
   epilogue.relu = true;
   epilogue.output_scale = 0.05f;
+  std::vector<uint8_t> residual(size_t(M * N), 100);
+  if (state.range(3)) {  // a skip connection added in the epilogue, as in ResNet's last 1x1 convolutions
+    epilogue.residual = residual.data();
+    epilogue.ld_residual = N;
+    epilogue.residual_scale = 0.03f;
+    epilogue.residual_zero_point = 10;
+    epilogue.sum_scale = 0.07f;
+    epilogue.relu_after_residual = true;
+  }
   for (auto _ : state) {
     prim::gemm_u8s8_packed(M, A.data(), K, packed, C.data(), N, epilogue, nullptr);
     benchmark::ClobberMemory();
@@ -260,7 +269,18 @@ void int8_conv_shapes(benchmark::internal::Benchmark* b) {
     b->Args({shape[0], shape[1], shape[2]});
 }
 
-BENCHMARK(BM_GemmInt8)->Apply(int8_conv_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
+void int8_conv_shapes_with_residual(benchmark::internal::Benchmark* b) {
+  for (int residual : {0, 1})
+    for (auto shape : {std::array<int64_t, 3>{3136, 64, 64}, {3136, 256, 64}, {3136, 64, 576},
+                       {784, 128, 1152}, {784, 512, 128}, {196, 256, 2304}, {196, 1024, 256},
+                       {49, 512, 4608}, {49, 2048, 512}, {1024, 1024, 1024}})
+      b->Args({shape[0], shape[1], shape[2], residual});
+}
+
+BENCHMARK(BM_GemmInt8)
+    ->Apply(int8_conv_shapes_with_residual)
+    ->ArgNames({"M", "N", "K", "residual"})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmPacked)->Apply(int8_conv_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
 
 }  // namespace

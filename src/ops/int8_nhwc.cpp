@@ -116,13 +116,21 @@ class Int8ConvKernel : public Kernel {
       prim::gemm_u8s8_packed(N * H * W, x, C, packed_, y, cout_, prepared_, residual, cout_, &context.pool);
       return;
     }
-    // The input with its pads, filled with the zero point (a quantized 0).
+    // The input with its pads, filled with the zero point (a quantized 0). The buffer is kept
+    // between runs: its border never changes, so only the interior is copied each time.
     const int64_t Hp = H + g_.pad_begin[1] + g_.pad_end[1], Wp = W + g_.pad_begin[2] + g_.pad_end[2];
-    std::vector<uint8_t> padded(size_t(N * Hp * Wp * C), x_zero_);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t h = 0; h < H; ++h)
-        std::memcpy(&padded[size_t(((n * Hp + h + g_.pad_begin[1]) * Wp + g_.pad_begin[2]) * C)],
-                    x + ((n * H + h) * W) * C, size_t(W * C));
+    const uint8_t* source = x;
+    int64_t source_h = H, source_w = W;
+    if (Hp != H || Wp != W) {
+      if (padded_.size() != size_t(N * Hp * Wp * C)) padded_.assign(size_t(N * Hp * Wp * C), x_zero_);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t h = 0; h < H; ++h)
+          std::memcpy(&padded_[size_t(((n * Hp + h + g_.pad_begin[1]) * Wp + g_.pad_begin[2]) * C)],
+                      x + ((n * H + h) * W) * C, size_t(W * C));
+      source = padded_.data();
+      source_h = Hp;
+      source_w = Wp;
+    }
     const int64_t kh = g_.kernel[1], kw = g_.kernel[2], taps = kh * kw;
     const int64_t lda = g_.stride[2] * C;
     context.pool.parallel_for(N * OH, [&](int64_t begin, int64_t end) {
@@ -130,22 +138,30 @@ class Int8ConvKernel : public Kernel {
       std::vector<uint8_t> columns;
       for (int64_t row = begin; row < end; ++row) {
         const int64_t n = row / OH, oh = row % OH;
-        const uint8_t* base = padded.data() + (n * Hp + oh * g_.stride[1]) * Wp * C;
+        const uint8_t* base = source + (n * source_h + oh * g_.stride[1]) * source_w * C;
         for (int64_t i = 0; i < kh; ++i)
           for (int64_t j = 0; j < kw; ++j)
-            windows[size_t(i * kw + j)] = base + (i * g_.dilation[1] * Wp + j * g_.dilation[2]) * C;
+            windows[size_t(i * kw + j)] = base + (i * g_.dilation[1] * source_w + j * g_.dilation[2]) * C;
         uint8_t* y_row = y + row * OW * cout_;
         const uint8_t* r_row = residual ? residual + row * OW * cout_ : nullptr;
         if (implicit_) {
           prim::brgemm_u8s8(OW, windows.data(), taps, C, lda, packed_, y_row, cout_, prepared_, r_row, cout_, nullptr);
           continue;
         }
-        // Channels not a multiple of 4: gather the row's patches (K = taps * C) first.
+        // Channels not a multiple of 4: gather the row's patches (K = taps * C) first. Without
+        // dilation the kw taps of a kernel row are kw * C contiguous bytes: one copy each.
         const int64_t K = taps * C;
         columns.resize(size_t(OW * K));
+        const bool rows_contiguous = g_.dilation[2] == 1;
         for (int64_t ow = 0; ow < OW; ++ow)
-          for (int64_t t = 0; t < taps; ++t)
-            std::memcpy(&columns[size_t(ow * K + t * C)], windows[size_t(t)] + ow * lda, size_t(C));
+          for (int64_t i = 0; i < kh; ++i) {
+            if (rows_contiguous) {
+              std::memcpy(&columns[size_t(ow * K + i * kw * C)], windows[size_t(i * kw)] + ow * lda, size_t(kw * C));
+              continue;
+            }
+            for (int64_t j = 0; j < kw; ++j)
+              std::memcpy(&columns[size_t(ow * K + (i * kw + j) * C)], windows[size_t(i * kw + j)] + ow * lda, size_t(C));
+          }
         const uint8_t* a = columns.data();
         prim::brgemm_u8s8(OW, &a, 1, K, K, packed_, y_row, cout_, prepared_, r_row, cout_, nullptr);
       }
@@ -160,6 +176,7 @@ class Int8ConvKernel : public Kernel {
   prim::PreparedInt8Epilogue prepared_;
   bool implicit_, pointwise_ = false;
   uint8_t x_zero_ = 0;
+  std::vector<uint8_t> padded_;  // the padded input, kept between runs (a plan runs one at a time)
 };
 
 std::unique_ptr<Kernel> create_int8_conv(KernelCreateContext& ctx) {

@@ -15,49 +15,65 @@ namespace {
 // output in units of the output scale, rounded half to even by the conversion.
 template <int kRows>
 void store_panel(const Int8TileArgs& args, int col, const __m512i (&acc)[kRows]) {
+  // Everything the rows need is read into locals first: the u8 stores below may alias any
+  // memory as far as the compiler knows, so fields read inside the loop would be reloaded (and
+  // the scale ratios recomputed) for every row.
   const Int8Epilogue& e = *args.epilogue;
+  const Int8Epilogue::Output output = e.output;
   const int valid = args.cols - col;
   const __mmask16 mask = valid >= 16 ? __mmask16(0xffff) : __mmask16((1u << valid) - 1);
-  const int64_t n = args.col0 + col;
-  if (e.output == Int8Epilogue::Output::s32) {
-    for (int r = 0; r < kRows; ++r)
-      _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + r * args.ldc + col, mask, acc[r]);
+  const int64_t n = args.col0 + col, ldc = args.ldc;
+  if (output == Int8Epilogue::Output::s32) {
+    int32_t* c = static_cast<int32_t*>(args.c) + col;
+    for (int r = 0; r < kRows; ++r) _mm512_mask_storeu_epi32(c + r * ldc, mask, acc[r]);
     return;
   }
   // The folded arrays are padded to whole panels, so full loads stay inside them.
   const __m512i offset = args.column_offsets ? _mm512_loadu_si512(args.column_offsets + n) : _mm512_setzero_si512();
   const __m512 multiplier = _mm512_loadu_ps(args.multipliers + n), addend = _mm512_loadu_ps(args.addends + n);
-  const __m512i b_zero = e.b_zero_points ? _mm512_maskz_loadu_epi32(mask, e.b_zero_points + n) : _mm512_setzero_si512();
+  const bool asymmetric_b = e.b_zero_points != nullptr;
+  const __m512i b_zero = asymmetric_b ? _mm512_maskz_loadu_epi32(mask, e.b_zero_points + n) : _mm512_setzero_si512();
+  int32_t row_sums[kRows] = {};
+  if (asymmetric_b)
+    for (int r = 0; r < kRows; ++r) row_sums[r] = args.tile_row_sums[r];
+  const bool relu = e.relu;
+  if (output == Int8Epilogue::Output::f32) {
+    float* c = static_cast<float*>(args.c) + col;
+    for (int r = 0; r < kRows; ++r) {
+      __m512i corrected = _mm512_add_epi32(acc[r], offset);
+      if (asymmetric_b) corrected = _mm512_sub_epi32(corrected, _mm512_mullo_epi32(b_zero, _mm512_set1_epi32(row_sums[r])));
+      __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), multiplier, addend);
+      if (relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(c + r * ldc, mask, f);
+    }
+    return;
+  }
   const __m512i out_zero = _mm512_set1_epi32(e.output_zero_point);
-  const __m512i low = e.relu ? out_zero : _mm512_setzero_si512(), high = _mm512_set1_epi32(255);
+  const __m512i low = relu ? out_zero : _mm512_setzero_si512(), high = _mm512_set1_epi32(255);
+  const __m512 limit = _mm512_set1_ps(1024.f);
+  const uint8_t* residual = args.residual ? args.residual + col : nullptr;
+  const int64_t ld_residual = args.ld_residual;
+  const __m512 output_ratio = _mm512_set1_ps(e.output_scale / e.sum_scale);
+  const __m512 residual_ratio = _mm512_set1_ps(e.residual_scale / e.sum_scale);
+  const __m512i residual_zero = _mm512_set1_epi32(e.residual_zero_point), sum_zero = _mm512_set1_epi32(e.sum_zero_point);
+  const __m512i sum_low = e.relu_after_residual ? sum_zero : _mm512_setzero_si512();
+  uint8_t* c = static_cast<uint8_t*>(args.c) + col;
   for (int r = 0; r < kRows; ++r) {
     __m512i corrected = _mm512_add_epi32(acc[r], offset);
-    if (e.b_zero_points)
-      corrected = _mm512_sub_epi32(corrected, _mm512_mullo_epi32(b_zero, _mm512_set1_epi32(args.tile_row_sums[r])));
-    __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), multiplier, addend);
-    if (e.output == Int8Epilogue::Output::f32) {
-      if (e.relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
-      _mm512_mask_storeu_ps(static_cast<float*>(args.c) + r * args.ldc + col, mask, f);
-      continue;
-    }
+    if (asymmetric_b) corrected = _mm512_sub_epi32(corrected, _mm512_mullo_epi32(b_zero, _mm512_set1_epi32(row_sums[r])));
     // Clamped first so that a huge value saturates at 255 instead of converting to INT_MIN
     // (negative overflow converts to INT_MIN, which the lower clamp takes to 0 as it should).
-    f = _mm512_min_ps(f, _mm512_set1_ps(1024.f));
+    const __m512 f = _mm512_min_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), multiplier, addend), limit);
     __m512i q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(f), out_zero), low), high);
-    if (args.residual) {
-      const __m128i r_bytes = _mm_maskz_loadu_epi8(mask, args.residual + r * args.ld_residual + col);
-      const __m512 r_value = _mm512_cvtepi32_ps(
-          _mm512_sub_epi32(_mm512_cvtepu8_epi32(r_bytes), _mm512_set1_epi32(e.residual_zero_point)));
+    if (residual) {
       // In units of the sum's scale: (q - zo) so / ss + (r - zr) sr / ss.
-      __m512 g = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, out_zero)),
-                               _mm512_set1_ps(e.output_scale / e.sum_scale));
-      g = _mm512_fmadd_ps(r_value, _mm512_set1_ps(e.residual_scale / e.sum_scale), g);
-      g = _mm512_min_ps(g, _mm512_set1_ps(1024.f));
-      const __m512i sum_zero = _mm512_set1_epi32(e.sum_zero_point);
-      const __m512i sum_low = e.relu_after_residual ? sum_zero : _mm512_setzero_si512();
+      const __m128i r_bytes = _mm_maskz_loadu_epi8(mask, residual + r * ld_residual);
+      const __m512 r_value = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(r_bytes), residual_zero));
+      __m512 g = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, out_zero)), output_ratio);
+      g = _mm512_min_ps(_mm512_fmadd_ps(r_value, residual_ratio, g), limit);
       q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(g), sum_zero), sum_low), high);
     }
-    _mm_mask_storeu_epi8(static_cast<uint8_t*>(args.c) + r * args.ldc + col, mask, _mm512_cvtusepi32_epi8(q));
+    _mm_mask_storeu_epi8(c + r * ldc, mask, _mm512_cvtusepi32_epi8(q));
   }
 }
 

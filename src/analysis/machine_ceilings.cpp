@@ -285,10 +285,11 @@ constexpr const char* kCacheFormat = "tessera-machine-ceilings-1";
 double Roof::bound_gflops(double intensity) const { return std::min(peak_gflops, intensity * bandwidth_gbs); }
 
 Roof roof_for_threads(const MachineCeilings& c, int threads) {
-  if (threads <= 1 || c.threads <= 1) return Roof{c.peak_gflops_1, c.bandwidth_gbs_1};
-  if (threads >= c.threads) return Roof{c.peak_gflops_all, c.bandwidth_gbs_all};
+  if (threads <= 1 || c.threads <= 1) return Roof{c.peak_gflops_1, c.bandwidth_gbs_1, c.int8_gops_1};
+  if (threads >= c.threads) return Roof{c.peak_gflops_all, c.bandwidth_gbs_all, c.int8_gops_all};
   return Roof{std::min(c.peak_gflops_1 * threads, c.peak_gflops_all),
-              std::min(c.bandwidth_gbs_1 * threads, c.bandwidth_gbs_all)};
+              std::min(c.bandwidth_gbs_1 * threads, c.bandwidth_gbs_all),
+              std::min(c.int8_gops_1 * threads, c.int8_gops_all)};
 }
 
 bool all_thread_figure_looks_contended(const MachineCeilings& c) {

@@ -35,6 +35,9 @@ struct MachineCeilings {
 struct Roof {
   double peak_gflops = 0;
   double bandwidth_gbs = 0;
+  // The int8 dot-product ceiling (VNNI) that layers running integer kernels are measured
+  // against; 0 where the machine has none (they are then held to the f32 peak).
+  double int8_peak_gops = 0;
   // FLOP/byte at which the memory roof reaches the compute roof.
   double balance() const { return bandwidth_gbs > 0 ? peak_gflops / bandwidth_gbs : 0; }
   // Attainable GFLOP/s at an arithmetic intensity (FLOP/byte).

@@ -22,6 +22,7 @@ LayerProfile describe_step(const StepInfo& step) {
   if (step.node) {
     layer.name = step.node->name;
     layer.op_type = step.node->op_type;
+    layer.int8 = step.node->domain == "tessera" && layer.op_type.rfind("Int8", 0) == 0;
   }
   layer.flops = step.flops;
   std::set<const Tensor*> counted;  // a tensor the node reads twice is still moved once
@@ -39,7 +40,9 @@ LayerProfile describe_step(const StepInfo& step) {
   return layer;
 }
 
-void apply_roofline(LayerProfile& layer, double time_ms, const Roof& roof) {
+void apply_roofline(LayerProfile& layer, double time_ms, const Roof& model_roof) {
+  Roof roof = model_roof;
+  if (layer.int8 && model_roof.int8_peak_gops > 0) roof.peak_gflops = model_roof.int8_peak_gops;
   layer.time_ms = time_ms;
   const double seconds = time_ms * 1e-3;
   layer.achieved_gflops = seconds > 0 ? layer.flops / seconds * 1e-9 : 0;

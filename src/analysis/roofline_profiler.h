@@ -25,6 +25,7 @@ struct LayerProfile {
   double bound_time_ms = 0;     // max(flops / peak, bytes / bandwidth): the roofline's time
   double percent_of_bound = 0;  // bound_time_ms / time_ms x 100
   bool compute_bound = false;   // intensity at or above the balance point
+  bool int8 = false;  // runs integer kernels (tessera Int8* operators): held to the int8 peak
 };
 
 struct ModelProfile {

@@ -281,7 +281,8 @@ std::string profile_to_json(const ModelProfile& p) {
                       {"bound_gflops", l.bound_gflops},
                       {"bound_time_ms", l.bound_time_ms},
                       {"percent_of_bound", l.percent_of_bound},
-                      {"bound", bound_name(l)}});
+                      {"bound", bound_name(l)},
+                      {"int8", l.int8}});
   }
   nlohmann::json j = {{"format", "tessera-profile-1"},
                       {"model", p.model},
@@ -290,7 +291,8 @@ std::string profile_to_json(const ModelProfile& p) {
                       {"roof",
                        {{"peak_gflops", p.roof.peak_gflops},
                         {"bandwidth_gbs", p.roof.bandwidth_gbs},
-                        {"balance_flop_per_byte", p.roof.balance()}}},
+                        {"balance_flop_per_byte", p.roof.balance()},
+                        {"int8_peak_gops", p.roof.int8_peak_gops}}},
                       {"machine", nlohmann::json::parse(ceilings_to_json(p.machine))},
                       {"summary",
                        {{"latency_ms", p.latency_ms},

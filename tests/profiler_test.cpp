@@ -223,19 +223,19 @@ TEST(RooflineProfiler, TensorReadTwiceCountsOnce) {
   EXPECT_DOUBLE_EQ(l.intensity, 16.0 / 128);
 }
 
-// An integer layer is held to the int8 peak: at 50 FLOP/byte it is memory-bound there (balance
+// An integer layer is held to the int8 peak: at 30 FLOP/byte it is memory-bound there (balance
 // 40) though compute-bound against the f32 peak (balance 10).
 TEST(RooflineProfiler, IntegerLayersUseTheInt8Peak) {
   const Roof roof{100, 10, 400};
   LayerProfile layer;
   layer.flops = 1e9;
-  layer.bytes = 2e7;
-  layer.intensity = 50;
+  layer.bytes = 1e9 / 30;
+  layer.intensity = 30;
   layer.int8 = true;
-  apply_roofline(layer, 5.0, roof);  // 200 GOP/s
+  apply_roofline(layer, 5.0, roof);  // 200 GOP/s of a 300 GOP/s bound
   EXPECT_FALSE(layer.compute_bound);
-  EXPECT_DOUBLE_EQ(layer.bound_gflops, 400);
-  EXPECT_NEAR(layer.percent_of_bound, 50, 1e-9);
+  EXPECT_DOUBLE_EQ(layer.bound_gflops, 300);
+  EXPECT_NEAR(layer.percent_of_bound, 200.0 / 3, 1e-9);
   layer.int8 = false;
   apply_roofline(layer, 5.0, roof);
   EXPECT_TRUE(layer.compute_bound);

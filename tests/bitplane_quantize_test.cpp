@@ -327,4 +327,20 @@ TEST(BitplaneQuantize, BadOptionsAndFormatsGiveClearErrors) {
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what()).find("weight planes must be uint8"), std::string::npos) << error.what();
   }
+  // A calibrated zero point that is no code of the activation width is refused too.
+  Graph calibrated = load_onnx_model(trained_path("lenet5.onnx"));
+  BitplaneOptions calibrate;
+  calibrate.calibration_inputs["input"] = first_rows(read_npy(trained_path("test_images.npy")), 8);
+  apply_bitplane_quantization(calibrated, calibrate);
+  for (float bad : {1e30f, -1.f, 2.5f, 16.f}) {
+    Graph g = calibrated;
+    for (Node& node : g.nodes)
+      if (node.op_type == "BitplaneConv") {
+        ASSERT_EQ(node.inputs.size(), 6u);
+        g.values[size_t(node.inputs[5])].constant.data<float>()[0] = bad;
+        break;
+      }
+    Session bad_session(g, SessionOptions{1});
+    EXPECT_THROW(bad_session.run({{"input", Tensor(DType::f32, {1, 1, 28, 28})}}), Error) << bad;
+  }
 }

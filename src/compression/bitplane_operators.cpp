@@ -2,6 +2,7 @@
 // BitplaneConv and BitplaneMatMul (format in bitplane_quantize.h): activations quantized at run
 // time, packed into bit planes (im2col for Conv) and multiplied with plan-time weight planes.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -91,10 +92,12 @@ BitplaneLayer read_layer(KernelCreateContext& ctx, int64_t N, int64_t K) {
     layer.calibrated = true;
     layer.activation.scale = floats(4, "the activation scale", 1)[0];
     const float zero_point = floats(5, "the activation zero point", 1)[0];
+    // Range first: converting an out-of-range float to int would be undefined.
+    if (!(layer.activation.scale > 0.f) || !(zero_point >= 0.f && zero_point <= float((1 << layer.activation_bits) - 1)) ||
+        std::nearbyint(zero_point) != zero_point)
+      throw Error(ctx.describe() + ": the activation scale must be > 0 and the zero point an integer code 0 .. " +
+                  std::to_string((1 << layer.activation_bits) - 1));
     layer.activation.zero_point = int32_t(zero_point);
-    if (!(layer.activation.scale > 0.f) || float(layer.activation.zero_point) != zero_point ||
-        zero_point < 0.f || zero_point > float((1 << layer.activation_bits) - 1))
-      throw Error(ctx.describe() + ": the activation scale must be > 0 and the zero point an integer code");
   }
   if (ctx.input(0).dtype != DType::f32) throw Error(ctx.describe() + ": input X must be float32");
   return layer;

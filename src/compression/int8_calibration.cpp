@@ -45,7 +45,10 @@ void RangeObserver::observe_histogram(const float* x, int64_t n) {
   const double width = (double(max_) - double(min_)) / kBins;
   if (!(width > 0)) return;
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i])) continue;
+    // Exact zeros (most of a ReLU output) are represented exactly whatever the range, so they do
+    // not weigh in the choice of the range: left in, their spike in the first bin would dominate
+    // the entropy method's divergence and push it to clip the real values.
+    if (!std::isfinite(x[i]) || x[i] == 0.f) continue;
     const int bin = std::clamp(int((double(x[i]) - min_) / width), 0, kBins - 1);
     histogram_[size_t(bin)] += 1;
   }
@@ -118,18 +121,25 @@ void RangeObserver::range(CalibrationMethod method, double percentile, int level
     *low = min_ < 0 ? std::min(0.f, float(min_ + bottom * width)) : 0.f;
     return;
   }
-  // Entropy: on the magnitudes, folded into kBins bins over [0, max |x|].
-  const double magnitude = std::max(std::fabs(double(min_)), std::fabs(double(max_)));
-  const double magnitude_width = magnitude / kBins;
-  std::vector<double> folded(kBins, 0.0);
-  for (int b = 0; b < kBins; ++b) {
-    const double center = min_ + (b + 0.5) * width;
-    folded[size_t(std::clamp(int(std::fabs(center) / magnitude_width), 0, kBins - 1))] += histogram_[size_t(b)];
-  }
-  // Signed tensors spend half the levels on each side.
-  const double threshold = entropy_threshold(folded, magnitude_width, min_ < 0 ? levels / 2 : levels);
-  *high = float(std::min<double>(hi, threshold));
-  *low = float(std::max<double>(lo, -threshold));
+  // Entropy, on each side of zero separately (an asymmetric range need not clip both sides
+  // alike: normalized images, for one, reach twice as far above zero as below): the side's
+  // values re-binned into kBins bins over [0, its extent], with the share of the levels its
+  // extent takes.
+  auto side_threshold = [&](bool positive) {
+    const double extent = positive ? double(max_) : -double(min_);
+    if (!(extent > 0)) return 0.0;
+    const double side_width = extent / kBins;
+    std::vector<double> side(kBins, 0.0);
+    for (int b = 0; b < kBins; ++b) {
+      const double center = min_ + (b + 0.5) * width;
+      if ((center > 0) != positive || center == 0) continue;
+      side[size_t(std::clamp(int(std::fabs(center) / side_width), 0, kBins - 1))] += histogram_[size_t(b)];
+    }
+    const int side_levels = std::max(16, int(std::lround(levels * extent / (double(hi) - double(lo)))));
+    return entropy_threshold(side, side_width, side_levels);
+  };
+  *high = float(std::min<double>(hi, side_threshold(true)));
+  *low = float(std::max<double>(lo, -side_threshold(false)));
 }
 
 }  // namespace tessera::compression

@@ -18,7 +18,7 @@ class RangeObserver {
  public:
   static constexpr int kBins = 2048;
   void observe_range(const float* x, int64_t n);
-  void observe_histogram(const float* x, int64_t n);
+  void observe_histogram(const float* x, int64_t n);  // exact zeros are not counted
   // The clipping range [low, high] (low <= 0 <= high, so 0 is exactly representable).
   // percentile: the fraction of values kept inside, e.g. 99.99; levels: 256 for u8.
   void range(CalibrationMethod method, double percentile, int levels, float* low, float* high) const;

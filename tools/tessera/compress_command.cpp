@@ -1,11 +1,16 @@
 // `tessera compress`: writes a compressed copy of a model. int8: post-training quantization to a
 // standard ONNX QDQ model, calibrated on data, optionally keeping layers in f32 to meet an
-// accuracy target on labelled data.
+// accuracy target on labelled data. bitplane, bcq and sparse: Tessera files (ONNX with
+// "tessera"-domain nodes holding the compressed weights; docs/COMPRESSION.md).
 #include <algorithm>
 #include <cstring>
 #include <iostream>
+#include <sstream>
 
+#include "compression/bcq_quantize.h"
+#include "compression/bitplane_quantize.h"
 #include "compression/int8_quantize.h"
+#include "compression/sparse_compress.h"
 #include "fmt/format.h"
 #include "runtime/specialize.h"
 #include "tessera/commands.h"
@@ -60,6 +65,58 @@ double top1_accuracy(const Graph& graph, const std::vector<compression::Feeds>& 
   return seen ? 100.0 * double(correct) / double(seen) : 0.0;
 }
 
+// bitplane, bcq and sparse: rewrite the float graph into "tessera"-domain nodes and save it.
+template <typename Options>
+void compress_with_tessera_nodes(const Options& o) {
+  Graph graph = load_onnx_model(o.model);
+  std::string summary;
+  if (o.method == "bitplane") {
+    compression::BitplaneOptions options;
+    options.weight_bits = o.weight_bits;
+    options.activation_bits = o.activation_bits;
+    options.keep_first_layer_f32 = options.keep_last_layer_f32 = !o.quantize_first_last;
+    if (!o.calib.empty()) options.calibration_inputs = batches(graph, read_npy(o.calib), o.calib_count, o.batch).front();
+    const auto report = compression::apply_bitplane_quantization(graph, options);
+    summary = fmt::format("bitplane w{}a{} ({} activation ranges): {} layers quantized, {} kept in f32, weights {:.1f} "
+                          "-> {:.1f} KB", o.weight_bits, o.activation_bits, report.calibrated ? "calibrated" : "dynamic",
+                          report.quantized_layers.size(), report.kept_f32_layers.size(),
+                          report.float_weight_bytes / 1e3, report.packed_weight_bytes / 1e3);
+  } else if (o.method == "bcq") {
+    compression::BcqQuantizeOptions options;
+    options.bcq.bits = o.weight_bits;
+    options.bcq.group_size = o.group_size;
+    const auto report = compression::apply_bcq_quantization(graph, options);
+    summary = fmt::format("bcq {} bits, groups of {}: {} MatMul/Gemm layers rewritten, {} left, weights {:.1f} -> "
+                          "{:.1f} KB", o.weight_bits, o.group_size, report.rewritten, report.skipped,
+                          report.f32_weight_bytes / 1e3, report.bcq_weight_bytes / 1e3);
+  } else {
+    SparsityOptions options;
+    options.sparsity = o.sparsity;
+    options.method = o.global ? SparsityOptions::Method::global_magnitude : SparsityOptions::Method::magnitude;
+    if (!o.pattern.empty()) {
+      int n = 0, m = 0;
+      char colon = 0;
+      std::istringstream in(o.pattern);
+      if (!(in >> n >> colon >> m) || colon != ':' || n < 1 || m < n || !in.eof())
+        throw Error("--pattern must be N:M with 1 <= N <= M, e.g. 2:4 (got '" + o.pattern + "')");
+      options.method = SparsityOptions::Method::n_of_m;
+      options.n = n;
+      options.m = m;
+    }
+    options.kernels = o.kernels == "always"  ? SparsityOptions::Kernels::always
+                      : o.kernels == "never" ? SparsityOptions::Kernels::never
+                                             : SparsityOptions::Kernels::automatic;
+    const SparsityReport report = apply_sparsity(graph, options);
+    int sparse_kernels = 0;
+    for (const auto& layer : report.layers) sparse_kernels += layer.kernel != "dense";
+    summary = fmt::format("sparse: {} layers pruned to {:.1f}% zeros overall, {} on sparse kernels",
+                          report.layers.size(), report.weights ? 100.0 * double(report.zeros) / double(report.weights) : 0.0,
+                          sparse_kernels);
+  }
+  save_onnx_model(graph, o.output);
+  std::cout << summary << " -> " << o.output << "\n";
+}
+
 }  // namespace
 
 void add_compress_command(CLI::App& app) {
@@ -70,13 +127,23 @@ void add_compress_command(CLI::App& app) {
     int64_t calib_count = 0, batch = 32;
     bool per_tensor = false, symmetric = false;
     int threads = 0;
+    // bitplane and bcq
+    int weight_bits = 4, activation_bits = 4;
+    bool quantize_first_last = false;
+    int64_t group_size = 128;
+    // sparse
+    double sparsity = 0.5;
+    std::string pattern, kernels = "auto";
+    bool global = false;
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("compress", "Write a compressed copy of a model (int8: an ONNX QDQ model)");
   cmd->add_option("model", options->model, "ONNX model file")->required();
-  cmd->add_option("--method", options->method, "Compression method: int8")->check(CLI::IsMember({"int8"}));
-  cmd->add_option("--calib", options->calib, "Calibration inputs: a .npy file of samples along its first axis")
-      ->required();
+  cmd->add_option("--method", options->method, "int8 (QDQ), bitplane (wXaY), bcq (LUT-GEMM weights) or sparse")
+      ->check(CLI::IsMember({"int8", "bitplane", "bcq", "sparse"}));
+  cmd->add_option("--calib", options->calib,
+                  "Calibration inputs: a .npy file of samples along its first axis (int8: required; "
+                  "bitplane: static activation ranges from its first batch)");
   cmd->add_option("-o,--output", options->output, "Output ONNX file")->required();
   cmd->add_option("--calibration", options->calibration, "Activation ranges: minmax, percentile or entropy");
   cmd->add_option("--percentile", options->percentile, "Share of values kept inside the range (percentile)");
@@ -90,8 +157,20 @@ void add_compress_command(CLI::App& app) {
   cmd->add_option("--max-accuracy-drop", options->max_drop,
                   "Keep the most sensitive layers in f32 until top-1 is within this many points of f32");
   cmd->add_option("--threads", options->threads, "Threads for calibration and evaluation (default: all)");
+  cmd->add_option("--weight-bits", options->weight_bits, "bitplane: 1..8; bcq: 1..4 sign planes")->check(CLI::Range(1, 8));
+  cmd->add_option("--activation-bits", options->activation_bits, "bitplane: 1..8")->check(CLI::Range(1, 8));
+  cmd->add_flag("--quantize-first-last", options->quantize_first_last,
+                "bitplane: quantize the first and last layers too (default: they stay f32)");
+  cmd->add_option("--group-size", options->group_size, "bcq: input columns per scale (a multiple of 32)");
+  cmd->add_option("--sparsity", options->sparsity, "sparse: share of weights set to zero")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--pattern", options->pattern, "sparse: N:M structured pruning instead, e.g. 2:4");
+  cmd->add_flag("--global", options->global, "sparse: one magnitude threshold over all layers");
+  cmd->add_option("--kernels", options->kernels, "sparse: auto (sparse kernels where they win), always or never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   cmd->callback([options] {
+    if (options->method != "int8") return compress_with_tessera_nodes(*options);
     const Graph graph = load_onnx_model(options->model);
+    if (options->calib.empty()) throw Error("--method int8 needs --calib (calibration inputs)");
     compression::Int8QuantizeOptions quantize;
     quantize.calibration = compression::calibration_method_from_string(options->calibration);
     quantize.percentile = options->percentile;

@@ -40,7 +40,8 @@ void half_block(const LutGemmCall& call, int64_t block, int half, int64_t b0) {
       for (int i = 0; i < Q; ++i)
         index[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(signs + (word * Q + i) * kLanes));
       const float* table = tables + word * 8 * kTableEntries;
-#pragma GCC unroll 8
+      // Not unrolled: fully unrolled, GCC hoists the lookups of all 8 groups and spills them.
+#pragma GCC unroll 1
       for (int j = 0; j < 8; ++j) {
         for (int i = 0; i < Q; ++i) {
           const __m256 high = _mm256_castsi256_ps(_mm256_slli_epi32(index[i], 28));  // bit 3 -> sign
@@ -51,8 +52,7 @@ void half_block(const LutGemmCall& call, int64_t block, int half, int64_t b0) {
             acc[b][i] = _mm256_add_ps(acc[b][i], _mm256_blendv_ps(lo, hi, high));
           }
         }
-        if (j < 7)
-          for (int i = 0; i < Q; ++i) index[i] = _mm256_srli_epi32(index[i], 4);
+        for (int i = 0; i < Q; ++i) index[i] = _mm256_srli_epi32(index[i], 4);
       }
     }
     for (int i = 0; i < Q; ++i) {

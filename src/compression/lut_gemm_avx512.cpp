@@ -54,7 +54,8 @@ void row_blocks(const LutGemmCall& call, int64_t block, int64_t b0) {
       for (int r = 0; r < R; ++r)
         for (int i = 0; i < Q; ++i) index[r][i] = _mm512_loadu_si512(signs[r] + (word * Q + i) * kLanes);
       const float* table = tables + word * 8 * kTableEntries;
-#pragma GCC unroll 8
+      // Not unrolled: fully unrolled, GCC hoists the permutes of all 8 groups and spills them.
+#pragma GCC unroll 1
       for (int j = 0; j < 8; ++j) {
 #pragma GCC unroll 4
         for (int b = 0; b < B; ++b) {
@@ -63,8 +64,7 @@ void row_blocks(const LutGemmCall& call, int64_t block, int64_t b0) {
             for (int i = 0; i < Q; ++i) acc[r][b][i] = _mm512_add_ps(acc[r][b][i], _mm512_permutexvar_ps(index[r][i], t));
         }
         // vpermps reads bits 0-3 only: the next group's nibble comes down by 4.
-        if (j < 7)
-          for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r)
             for (int i = 0; i < Q; ++i) index[r][i] = _mm512_srli_epi32(index[r][i], 4);
       }
     }

@@ -63,7 +63,9 @@ void add_bench_command(CLI::App& app) {
     const PlanStats& stats = session.plan_stats();
     std::cout << fmt::format("model {}  threads {}  iters {}\n", options->model,
                              session.thread_pool().size(), options->iters);
-    std::cout << fmt::format("median {:.2f} ms  p90 {:.2f} ms  min {:.2f} ms\n", median, percentile(0.9), sorted.front());
+    // Small models run in tens of microseconds: more decimals below 10 ms (never an exponent).
+    auto format_ms = [](double v) { return v < 10 ? fmt::format("{:.4f}", v) : fmt::format("{:.2f}", v); };
+    std::cout << fmt::format("median {} ms  p90 {} ms  min {} ms\n", format_ms(median), format_ms(percentile(0.9)), format_ms(sorted.front()));
     std::cout << fmt::format("throughput {:.2f} inferences/s  {:.2f} GFLOP/s\n", 1000.0 / median,
                              stats.total_flops / (median * 1e6));
     if (abft) print_abft_summary(*abft, std::cout);

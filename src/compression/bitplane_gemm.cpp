@@ -66,6 +66,8 @@ void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* poo
   block_cols = std::min(block_cols, (N + wanted_col_blocks - 1) / wanted_col_blocks);
   block_cols = std::max<int64_t>(table.nr, (block_cols + table.nr - 1) / table.nr * table.nr);
   const int64_t col_blocks = (N + block_cols - 1) / block_cols;
+  const uint64_t* y_groups = table.interleaved_columns ? y.interleaved_groups() : nullptr;
+  const int64_t y_group_words = y.words_per_row() * 8;
 
   auto run_block = [&](int task) {
     const int64_t row_begin = (task / col_blocks) * block_rows, col_begin = (task % col_blocks) * block_cols;
@@ -78,7 +80,7 @@ void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* poo
     args.xor_mode = x_binary && y_binary;
     args.words = x.words_per_plane();
     args.depth = K;
-    alignas(64) int64_t raw[64];
+    alignas(64) int64_t raw[256];
     args.raw = raw;
     args.raw_ld = table.nr;
     for (int64_t r0 = row_begin; r0 < row_end; r0 += table.mr) {
@@ -86,7 +88,12 @@ void run_tiles(const BitplaneMatrix& x, const BitplaneMatrix& y, ThreadPool* poo
       for (int r = 0; r < args.rows; ++r) args.x_rows[r] = x.row(r0 + r);
       for (int64_t c0 = col_begin; c0 < col_end; c0 += table.nr) {
         args.cols = int(std::min<int64_t>(table.nr, col_end - c0));
-        for (int c = 0; c < args.cols; ++c) args.y_rows[c] = y.row(c0 + c);
+        if (table.interleaved_columns) {
+          args.groups = (args.cols + 7) / 8;
+          for (int g = 0; g < args.groups; ++g) args.y_groups[g] = y_groups + (c0 / 8 + g) * y_group_words;
+        } else {
+          for (int c = 0; c < args.cols; ++c) args.y_rows[c] = y.row(c0 + c);
+        }
         table.tile(args);
         // One binary operand was counted as {0, 1}: x = 2b - 1 turns sum x*y into 2 raw - sum y.
         // (Both binary: the kernel gave the dot product.)
@@ -154,8 +161,31 @@ BitplaneKernel bitplane_kernel_in_use() {
   return BitplaneKernel::portable;
 }
 
+struct BitplaneMatrix::Interleaved {
+  std::once_flag once;
+  std::shared_ptr<uint64_t> words;
+};
+
+const uint64_t* BitplaneMatrix::interleaved_groups() const {
+  Interleaved& cache = *interleaved_;
+  std::call_once(cache.once, [&] {
+    const int64_t groups = (rows_ + 7) / 8, group_words = words_per_row() * 8;
+    void* memory = std::aligned_alloc(64, size_t(std::max<int64_t>(1, groups * group_words)) * 8);
+    if (!memory) throw Error("bit-plane matrix: out of memory for the interleaved copy");
+    uint64_t* out = static_cast<uint64_t*>(memory);
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t w = 0; w < words_per_row(); ++w)  // plane b, word v is w = b * words_per_plane + v
+        for (int64_t lane = 0; lane < 8; ++lane) {
+          const int64_t r = g * 8 + lane;
+          out[(g * words_per_row() + w) * 8 + lane] = r < rows_ ? row(r)[w] : 0;
+        }
+    cache.words = std::shared_ptr<uint64_t>(out, std::free);
+  });
+  return cache.words.get();
+}
+
 BitplaneMatrix::BitplaneMatrix(int64_t rows, int64_t depth, int bits, BitplaneEncoding encoding)
-    : rows_(rows), depth_(depth), bits_(bits), encoding_(encoding) {
+    : rows_(rows), depth_(depth), bits_(bits), encoding_(encoding), interleaved_(std::make_shared<Interleaved>()) {
   TESSERA_CHECK(rows >= 0 && depth > 0, "bit-plane matrix: need rows >= 0 and depth > 0, got " +
                                             std::to_string(rows) + " x " + std::to_string(depth));
   TESSERA_CHECK(bits >= 1 && bits <= 8, "bit-plane matrix: bits must be 1..8, got " + std::to_string(bits));
@@ -203,6 +233,7 @@ int32_t BitplaneMatrix::value(int64_t r, int64_t k) const {
 }
 
 void BitplaneMatrix::update_row_sums(int64_t begin, int64_t end) {
+  interleaved_ = std::make_shared<Interleaved>();  // the planes changed
   const detail::BitplanePopcountFn popcount = kernel_table(BitplaneKernel::automatic).popcount;
   for (int64_t r = begin; r < end; ++r) {
     int64_t sum = 0;

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "tessera/thread_pool.h"
 
@@ -59,8 +60,14 @@ class BitplaneMatrix {
   int64_t row_sum(int64_t r) const { return row_sums_.get()[r]; }
   // The value at (r, k), decoded from the planes (for tests and debugging).
   int32_t value(int64_t r, int64_t k) const;
-  // Recomputes row_sum() of rows [begin, end) from the planes (the packers call it).
+  // Recomputes row_sum() of rows [begin, end) from the planes (the packers call it); also drops
+  // the column-interleaved copy below, which is then rebuilt on next use.
   void update_row_sums(int64_t begin, int64_t end);
+  // The planes again, eight rows side by side: group g (rows 8g .. 8g + 7, zero past rows()),
+  // plane b, word w holds the eight rows' word w at [((g * bits + b) * words_per_plane + w) * 8].
+  // The AVX-512 kernel reads the column operand this way (one vector = eight columns' word w, so
+  // its accumulators need no horizontal sums). Made on first use; thread-safe; shared by copies.
+  const uint64_t* interleaved_groups() const;
 
  private:
   int64_t rows_ = 0, depth_ = 0, words_per_plane_ = 0;
@@ -68,6 +75,8 @@ class BitplaneMatrix {
   BitplaneEncoding encoding_ = BitplaneEncoding::unsigned_int;
   std::shared_ptr<uint64_t> data_;
   std::shared_ptr<int64_t> row_sums_;
+  struct Interleaved;
+  std::shared_ptr<Interleaved> interleaved_;
 };
 
 // Packs rows [row_begin, row_begin + row_count) of `out` from one code byte per value:

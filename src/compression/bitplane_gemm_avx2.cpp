@@ -151,6 +151,6 @@ __attribute__((target("popcnt"))) int64_t popcount(const uint64_t* words, int64_
 
 }  // namespace
 
-const BitplaneKernelTable kBitplaneAvx2 = {kRows, kCols, tile_any, pack, quantize, popcount};
+const BitplaneKernelTable kBitplaneAvx2 = {kRows, kCols, false, tile_any, pack, quantize, popcount};
 
 }  // namespace tessera::compression::detail

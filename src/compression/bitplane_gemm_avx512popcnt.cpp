@@ -1,5 +1,6 @@
 // Bit-plane GEMM microkernel with AVX-512 VPOPCNTQ (one 512-bit AND/XOR + popcount + add per
-// 512 products of one plane pair) and the code packer with VPTESTMB (one plane word per test).
+// 512 products of one plane pair: 64 bits of one row against eight columns), the code packer with
+// VPTESTMB (one plane word per test), the activation quantizer and a vector popcount.
 #include <immintrin.h>
 
 #include "compression/bitplane_kernels.h"
@@ -8,59 +9,42 @@ namespace tessera::compression::detail {
 
 namespace {
 
-// 24 accumulators + 3 X vectors + 1 Y vector of 32 zmm. Eight columns, so each row's eight
-// accumulators reduce into one vector of eight sums, stored at once.
-constexpr int kRows = 3, kCols = 8;
+// Broadcast form, like an f32 GEMM microkernel: one 64-bit word of an X row broadcast to all
+// lanes, against one vector holding the same word of eight Y columns (column-interleaved planes),
+// so each accumulator lane is one output and nothing is summed across lanes at the end.
+// 3 rows x 8 groups of 8 columns: 24 accumulators + 3 broadcasts + 1 Y vector of 32 zmm.
+constexpr int kRows = 3, kGroups = 8, kCols = 8 * kGroups;
 
-template <int MR, int NR, bool XOR, bool NEGATIVE>
-__attribute__((always_inline)) inline void accumulate(__m512i (&acc)[MR][NR], const uint64_t* const (&x)[MR],
-                                                      const uint64_t* const (&y)[NR], int64_t words) {
-  for (int64_t w = 0; w < words; w += 8) {
+template <int MR, int NV, bool XOR, bool NEGATIVE>
+__attribute__((always_inline)) inline void accumulate(__m512i (&acc)[MR][NV], const uint64_t* const (&x)[MR],
+                                                      const uint64_t* const (&y)[NV], int64_t words) {
+  for (int64_t w = 0; w < words; ++w) {
     __m512i xv[MR];
-    for (int r = 0; r < MR; ++r) xv[r] = _mm512_load_si512(x[r] + w);
-    for (int c = 0; c < NR; ++c) {
-      const __m512i yv = _mm512_load_si512(y[c] + w);
+    for (int r = 0; r < MR; ++r) xv[r] = _mm512_set1_epi64(int64_t(x[r][w]));
+    for (int v = 0; v < NV; ++v) {
+      const __m512i yv = _mm512_load_si512(y[v] + w * 8);
       for (int r = 0; r < MR; ++r) {
         const __m512i both = XOR ? _mm512_xor_si512(xv[r], yv) : _mm512_and_si512(xv[r], yv);
         const __m512i count = _mm512_popcnt_epi64(both);
-        acc[r][c] = NEGATIVE ? _mm512_sub_epi64(acc[r][c], count) : _mm512_add_epi64(acc[r][c], count);
+        acc[r][v] = NEGATIVE ? _mm512_sub_epi64(acc[r][v], count) : _mm512_add_epi64(acc[r][v], count);
       }
     }
   }
 }
 
-// Eight vectors -> one vector of their eight lane sums (lane l = sum of v[l]), in 21 operations
-// instead of 8 separate reductions (about 7 each). Two-source permutes throughout: GCC 12's
-// unpack/shuffle/extract intrinsics warn (-Wuninitialized) on their undefined pass-through operand.
-__attribute__((always_inline)) inline __m512i sum_lanes_of_eight(const __m512i* v) {
-  const __m512i even = _mm512_setr_epi64(0, 8, 2, 10, 4, 12, 6, 14), odd = _mm512_setr_epi64(1, 9, 3, 11, 5, 13, 7, 15);
-  const __m512i low_halves = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
-  const __m512i high_halves = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
-  __m512i pair[4];
-  for (int p = 0; p < 4; ++p)
-    pair[p] = _mm512_add_epi64(_mm512_permutex2var_epi64(v[2 * p], even, v[2 * p + 1]),
-                               _mm512_permutex2var_epi64(v[2 * p], odd, v[2 * p + 1]));
-  __m512i quad[2];
-  for (int q = 0; q < 2; ++q)
-    quad[q] = _mm512_add_epi64(_mm512_permutex2var_epi64(pair[2 * q], low_halves, pair[2 * q + 1]),
-                               _mm512_permutex2var_epi64(pair[2 * q], high_halves, pair[2 * q + 1]));
-  return _mm512_add_epi64(_mm512_permutex2var_epi64(quad[0], low_halves, quad[1]),
-                          _mm512_permutex2var_epi64(quad[0], high_halves, quad[1]));
-}
-
-// Rows x 8 raw products; columns past t.cols repeat column 0 (computed, not stored by the driver).
-template <int MR>
+// Rows x (8 NV) raw products (columns past t.cols are zero padding of the last group).
+template <int MR, int NV>
 void tile(const BitplaneTileArgs& t) {
-  constexpr int NR = kCols;
-  __m512i acc[MR][NR];
+  __m512i acc[MR][NV];
   for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
-  const uint64_t* x[MR];
-  const uint64_t* y[NR];
-  for (int c = 0; c < NR; ++c) y[c] = t.y_rows[c < t.cols ? c : 0];
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
+  const int64_t group_plane_words = t.words * 8;  // one plane of one group
   if (t.xor_mode) {
+    const uint64_t* x[MR];
+    const uint64_t* y[NV];
     for (int r = 0; r < MR; ++r) x[r] = t.x_rows[r];
-    accumulate<MR, NR, true, false>(acc, x, y, t.words);
+    for (int v = 0; v < NV; ++v) y[v] = t.y_groups[v];
+    accumulate<MR, NV, true, false>(acc, x, y, t.words);
   } else {
     // The pairs of for_each_plane_pair (bitplane_kernels.h), written out so the accumulators stay
     // in registers between pairs.
@@ -68,36 +52,51 @@ void tile(const BitplaneTileArgs& t) {
     for (int s = top; s >= 0; --s) {
       if (s != top)
         for (int r = 0; r < MR; ++r)
-          for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_add_epi64(acc[r][c], acc[r][c]);
+          for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_add_epi64(acc[r][v], acc[r][v]);
       const int i_begin = s - (t.x_bits - 1) > 0 ? s - (t.x_bits - 1) : 0;
       const int i_end = s < t.y_bits - 1 ? s : t.y_bits - 1;
       for (int i = i_begin; i <= i_end; ++i) {
         const int j = s - i;
         const bool negative = (t.y_signed && i == t.y_bits - 1) != (t.x_signed && j == t.x_bits - 1);
-        const uint64_t* xp[MR];
-        const uint64_t* yp[NR];
-        for (int r = 0; r < MR; ++r) xp[r] = t.x_rows[r] + j * t.words;
-        for (int c = 0; c < NR; ++c) yp[c] = y[c] + i * t.words;
+        const uint64_t* x[MR];
+        const uint64_t* y[NV];
+        for (int r = 0; r < MR; ++r) x[r] = t.x_rows[r] + j * t.words;
+        for (int v = 0; v < NV; ++v) y[v] = t.y_groups[v] + i * group_plane_words;
         if (negative)
-          accumulate<MR, NR, false, true>(acc, xp, yp, t.words);
+          accumulate<MR, NV, false, true>(acc, x, y, t.words);
         else
-          accumulate<MR, NR, false, false>(acc, xp, yp, t.words);
+          accumulate<MR, NV, false, false>(acc, x, y, t.words);
       }
     }
   }
   const __m512i depth = _mm512_set1_epi64(t.depth);
-  for (int r = 0; r < MR; ++r) {
-    __m512i sums = sum_lanes_of_eight(acc[r]);
-    if (t.xor_mode) sums = _mm512_sub_epi64(depth, _mm512_add_epi64(sums, sums));
-    _mm512_storeu_si512(t.raw + r * t.raw_ld, sums);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) {
+      __m512i sums = acc[r][v];
+      if (t.xor_mode) sums = _mm512_sub_epi64(depth, _mm512_add_epi64(sums, sums));
+      _mm512_storeu_si512(t.raw + r * t.raw_ld + 8 * v, sums);
+    }
+}
+
+template <int MR>
+void tile_for_groups(const BitplaneTileArgs& t) {
+  switch (t.groups) {
+    case 1: tile<MR, 1>(t); break;
+    case 2: tile<MR, 2>(t); break;
+    case 3: tile<MR, 3>(t); break;
+    case 4: tile<MR, 4>(t); break;
+    case 5: tile<MR, 5>(t); break;
+    case 6: tile<MR, 6>(t); break;
+    case 7: tile<MR, 7>(t); break;
+    default: tile<MR, 8>(t); break;
   }
 }
 
 void tile_any(const BitplaneTileArgs& t) {
   switch (t.rows) {
-    case 1: tile<1>(t); break;
-    case 2: tile<2>(t); break;
-    default: tile<3>(t); break;
+    case 1: tile_for_groups<1>(t); break;
+    case 2: tile_for_groups<2>(t); break;
+    default: tile_for_groups<3>(t); break;
   }
 }
 
@@ -146,6 +145,6 @@ int64_t popcount(const uint64_t* words, int64_t n) {
 
 }  // namespace
 
-const BitplaneKernelTable kBitplaneAvx512Popcnt = {kRows, kCols, tile_any, pack, quantize, popcount};
+const BitplaneKernelTable kBitplaneAvx512Popcnt = {kRows, kCols, true, tile_any, pack, quantize, popcount};
 
 }  // namespace tessera::compression::detail

@@ -71,6 +71,6 @@ int64_t popcount(const uint64_t* words, int64_t n) {
 
 }  // namespace
 
-const BitplaneKernelTable kBitplanePortable = {kRows, kCols, tile, pack, quantize, popcount};
+const BitplaneKernelTable kBitplanePortable = {kRows, kCols, false, tile, pack, quantize, popcount};
 
 }  // namespace tessera::compression::detail

@@ -21,6 +21,10 @@ struct BitplaneTileArgs {
   bool xor_mode = false;
   int64_t depth = 0;  // K, for xor_mode
   int64_t words = 0;  // words per plane
+  // With BitplaneKernelTable::interleaved_columns the columns come as groups of eight instead
+  // (BitplaneMatrix::interleaved_groups): y_groups[g] is group g's first plane, `groups` of them.
+  const uint64_t* y_groups[8];
+  int groups = 0;
   int64_t* raw = nullptr;  // raw[r * raw_ld + c]; raw_ld >= the table's nr
   int64_t raw_ld = 0;
 };
@@ -40,6 +44,7 @@ using BitplanePopcountFn = int64_t (*)(const uint64_t* words, int64_t n);
 
 struct BitplaneKernelTable {
   int mr, nr;  // largest tile
+  bool interleaved_columns;  // the tile reads y_groups, not y_rows
   BitplaneTileFn tile;
   BitplanePackFn pack;
   BitplaneQuantizeFn quantize;

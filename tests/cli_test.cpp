@@ -309,7 +309,7 @@ TEST_F(CliTest, CompressWritesModelsThatRunAndClassify) {
   const std::string base = "compress " + lenet + " -o " + dir_ + "/x.onnx ";
   expect_one_line_error(base + "--method int8", "needs --calib");
   expect_one_line_error(base + "--method sparse --pattern 4:2", "--pattern must be N:M");
-  expect_one_line_error(base + "--method int8 --calib " + dir_ + "/calib.npy --keep-float nope", "no quantizable Conv");
+  expect_one_line_error(base + "--method int8 --calib " + dir_ + "/calib.npy --keep-float nope", "no quantizable layer");
   expect_one_line_error(base + "--method int8 --calib " + dir_ + "/calib.npy --calibration median",
                         "unknown calibration method");
   expect_one_line_error("compress " + dir_ + "/missing.onnx --method bcq -o " + dir_ + "/x.onnx", "missing.onnx");

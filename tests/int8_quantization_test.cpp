@@ -253,6 +253,7 @@ TEST(Int8Quantization, TrainedResNet14MatchesOnnxRuntimeAndKeepsAccuracy) {
   compression::Int8QuantizeReport report;
   const Graph qdq = compression::quantize_int8(float_graph, calibration, {}, &report);
   EXPECT_EQ(report.convolutions_quantized, 15);
+  EXPECT_EQ(report.matmuls_quantized, 1);
   const fs::path dir = fs::temp_directory_path() / "tessera_int8_test";
   fs::create_directories(dir);
   save_onnx_model(qdq, (dir / "resnet14_int8.onnx").string());
@@ -260,7 +261,10 @@ TEST(Int8Quantization, TrainedResNet14MatchesOnnxRuntimeAndKeepsAccuracy) {
 
   Session int8(load_onnx_model((dir / "resnet14_int8.onnx").string()));
   const Tensor got = int8.run({{"input", held_out}}).at("logits");
-  for (const Node& n : int8.planned_graph().nodes) EXPECT_NE(n.op_type, "Conv") << "a convolution was not lowered";
+  for (const Node& n : int8.planned_graph().nodes) {
+    EXPECT_NE(n.op_type, "Conv") << "a convolution was not lowered";
+    EXPECT_NE(n.op_type, "Gemm") << "the classifier was not lowered";
+  }
   Session f32(float_graph);
   const Tensor float_logits = f32.run({{"input", held_out}}).at("logits");
   const double float_accuracy = accuracy(float_logits, data.labels, 200), int8_accuracy = accuracy(got, data.labels, 200);
@@ -291,6 +295,32 @@ TEST(Int8Quantization, TrainedResNet14MatchesOnnxRuntimeAndKeepsAccuracy) {
   fs::remove_all(dir);
 }
 
+// LeNet-5's three Gemms (Flatten -> Gemm -> Relu -> Gemm -> Relu -> Gemm) run as Int8MatMul, u8
+// between them and f32 logits at the end, against the reference QDQ operators.
+TEST(Int8Lowering, MatrixProductsMatchTheReferenceQdqOperators) {
+  const TrainedData data = trained_data();
+  const Graph lenet = load_onnx_model(source_path("models/trained/lenet5.onnx"));
+  const Graph qdq = compression::quantize_int8(lenet, {{{"input", rows(data.images, 0, 100)}}}, {});
+  const Tensor x = rows(data.images, 100, 400);
+  SessionOptions reference_options;
+  reference_options.optimize = false;
+  const Tensor expected = Session(qdq, reference_options).run({{"input", x}}).at("logits");
+  const primitives::Isa saved = primitives::active_isa();
+  for (int isa = 0; isa <= int(primitives::detected_isa()); ++isa) {
+    primitives::set_isa(primitives::Isa(isa));
+    Session lowered(qdq);
+    const Tensor got = lowered.run({{"input", x}}).at("logits");
+    int matmuls = 0;
+    for (const Node& n : lowered.planned_graph().nodes) {
+      matmuls += n.op_type == "Int8MatMul";
+      EXPECT_NE(n.op_type, "Gemm");
+    }
+    EXPECT_EQ(matmuls, 3);
+    EXPECT_LT(relative_l2_error(got, expected), 0.01) << primitives::isa_name(primitives::Isa(isa));
+  }
+  primitives::set_isa(saved);
+}
+
 TEST(Int8Quantization, PerTensorSymmetricAndFallbackOptions) {
   const TrainedData data = trained_data();
   const Graph float_graph = load_onnx_model(source_path("models/trained/resnet14.onnx"));
@@ -299,8 +329,8 @@ TEST(Int8Quantization, PerTensorSymmetricAndFallbackOptions) {
   options.per_channel = false;
   options.symmetric_activations = true;
   options.calibration = CalibrationMethod::entropy;
-  const auto layers = compression::quantizable_convolutions(float_graph);
-  ASSERT_EQ(layers.size(), 15u);
+  const auto layers = compression::quantizable_layers(float_graph);
+  ASSERT_EQ(layers.size(), 16u);  // 15 convolutions and the classifier's Gemm
   options.keep_float = {layers.front()};
   compression::Int8QuantizeReport report;
   const Graph qdq = compression::quantize_int8(float_graph, calibration, options, &report);
@@ -315,7 +345,7 @@ TEST(Int8Quantization, PerTensorSymmetricAndFallbackOptions) {
       per_tensor_weights += qdq.values[size_t(n.inputs[1])].constant.numel() == 1;
   }
   EXPECT_GT(s8_activations, 10);
-  EXPECT_EQ(per_tensor_weights, 14);
+  EXPECT_EQ(per_tensor_weights, 15);  // 14 convolutions and the Gemm
   // Lowered (s8 carried as u8 + 128) against the reference QDQ operators.
   SessionOptions reference_options;
   reference_options.optimize = false;
@@ -324,7 +354,7 @@ TEST(Int8Quantization, PerTensorSymmetricAndFallbackOptions) {
   const Tensor got = Session(qdq).run({{"input", x}}).at("logits");
   EXPECT_LT(relative_l2_error(got, expected), 0.01);
 
-  // Accuracy-targeted fallback (on LeNet-5, whose two convolutions keep this quick): with an
+  // Accuracy-targeted fallback (on LeNet-5, whose five layers keep this quick): with an
   // impossible target (a drop below -100 points) every layer goes back to f32, most sensitive
   // first; with a loose one none does.
   const Graph lenet = load_onnx_model(source_path("models/trained/lenet5.onnx"));
@@ -333,8 +363,8 @@ TEST(Int8Quantization, PerTensorSymmetricAndFallbackOptions) {
   const auto loose = compression::choose_float_layers(lenet, calibration, {}, evaluate, 100.0, &log);
   EXPECT_TRUE(loose.keep_float.empty()) << log;
   const auto strict = compression::choose_float_layers(lenet, calibration, {}, evaluate, -100.0, &log);
-  EXPECT_EQ(strict.keep_float.size(), compression::quantizable_convolutions(lenet).size()) << log;
-  EXPECT_EQ(strict.keep_float.size(), 2u) << log;
+  EXPECT_EQ(strict.keep_float.size(), compression::quantizable_layers(lenet).size()) << log;
+  EXPECT_EQ(strict.keep_float.size(), 5u) << log;  // 2 convolutions, 3 Gemms
 }
 
 }  // namespace

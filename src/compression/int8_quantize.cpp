@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <sstream>
 
 #include "graph/passes/pass_utils.h"
@@ -31,27 +32,46 @@ bool quantizable_conv(const Graph& g, const Node& n) {
   return n.inputs.size() < 3 || n.inputs[2] < 0 || pass_utils::constant_f32(g, n.inputs[2]);
 }
 
+// Gemm (transA 0, alpha = beta = 1, constant 2-D B, bias absent or a constant of N) or MatMul
+// with a constant 2-D B: a layer with int8 weights along its output columns.
+bool quantizable_matmul(const Graph& g, const Node& n) {
+  if (!n.domain.empty() || n.inputs.size() < 2) return false;
+  const Tensor* b = pass_utils::constant_f32(g, n.inputs[1]);
+  if (!b || b->rank() != 2) return false;
+  if (n.op_type == "MatMul") return n.inputs.size() == 2;
+  if (n.op_type != "Gemm" || n.attributes.get_int("transA", 0) != 0 || n.attributes.get_float("alpha", 1.f) != 1.f ||
+      n.attributes.get_float("beta", 1.f) != 1.f)
+    return false;
+  const int64_t columns = n.attributes.get_int("transB", 0) ? b->dim(0) : b->dim(1);
+  if (n.inputs.size() < 3 || n.inputs[2] < 0) return true;
+  const Tensor* c = pass_utils::constant_f32(g, n.inputs[2]);
+  return c && c->numel() == columns;
+}
+
+bool quantizable_layer(const Graph& g, const Node& n) { return quantizable_conv(g, n) || quantizable_matmul(g, n); }
+
 // The names of the values that are rank-4 f32 activations, learned by specializing a copy of
 // the graph to its declared input shapes (symbolic dims 1): loaded graphs rarely declare the
-// types and shapes of intermediate values.
-std::set<std::string> rank4_f32_values(const Graph& g) {
+// types and shapes of intermediate values. (The same names and ranks hold for any batch.)
+struct ActivationKinds {
+  std::map<std::string, size_t> f32_rank;  // non-constant f32 values by name -> rank
+  bool has_rank(const Graph& g, int value, size_t rank) const {
+    const Value& v = g.values[size_t(value)];
+    const auto found = f32_rank.find(v.name);
+    return !v.is_constant() && found != f32_rank.end() && found->second == rank;
+  }
+  bool operator()(const Graph& g, int value) const { return has_rank(g, value, 4); }
+};
+
+ActivationKinds activation_kinds(const Graph& g) {
   Graph copy = g;
   ThreadPool pool(1);
   specialize_graph(copy, default_input_shapes(copy), pool);
-  std::set<std::string> names;
+  ActivationKinds kinds;
   for (const Value& v : copy.values)
-    if (!v.is_constant() && v.has_type && v.dtype == DType::f32 && v.has_shape && v.dims.size() == 4)
-      names.insert(v.name);
-  return names;
+    if (!v.is_constant() && v.has_type && v.dtype == DType::f32 && v.has_shape) kinds.f32_rank[v.name] = v.dims.size();
+  return kinds;
 }
-
-struct ActivationKinds {
-  std::set<std::string> rank4_f32;
-  bool operator()(const Graph& g, int value) const {
-    const Value& v = g.values[size_t(value)];
-    return !v.is_constant() && rank4_f32.count(v.name) != 0;
-  }
-};
 
 // The value a node's quantized output is taken at: after a Relu that alone reads it.
 int quantization_point(const Graph& g, const std::vector<std::vector<int>>& consumers, int value) {
@@ -64,6 +84,7 @@ int quantization_point(const Graph& g, const std::vector<std::vector<int>>& cons
 
 struct QuantizationPlan {
   std::vector<int> convolutions;   // node indices
+  std::vector<int> matmuls;        // node indices (Gemm, MatMul)
   std::vector<int> activations;    // value ids, in first-seen order
 };
 
@@ -84,6 +105,14 @@ QuantizationPlan plan_quantization(const Graph& g, const ActivationKinds& rank4_
       plan.convolutions.push_back(int(i));
       add(n.inputs[0]);
       add(quantization_point(g, consumers, n.outputs[0]));
+    } else if (n.op_type == "Gemm" || n.op_type == "MatMul") {
+      if (!quantizable_matmul(g, n) || keep_float.count(n.name) || !rank4_f32.has_rank(g, n.inputs[0], 2)) continue;
+      plan.matmuls.push_back(int(i));
+      if (seen.insert(n.inputs[0]).second) plan.activations.push_back(n.inputs[0]);
+      // The output too, unless it leaves the model (logits stay f32).
+      const int out = quantization_point(g, consumers, n.outputs[0]);
+      if (!pass_utils::is_graph_output(g, out) && rank4_f32.has_rank(g, out, 2) && seen.insert(out).second)
+        plan.activations.push_back(out);
     } else if ((n.op_type == "Add" && n.inputs.size() == 2) || n.op_type == "MaxPool" ||
                n.op_type == "GlobalAveragePool") {
       if (n.outputs.size() > 1 && n.outputs[1] >= 0) continue;  // MaxPool indices
@@ -184,26 +213,26 @@ int new_value(Graph& g, const std::string& base, DType dtype, std::vector<Dim> d
   return id;
 }
 
-// Quantizes the weights (and bias) of convolution node `index` given its input's scale.
-void quantize_conv_weights(Graph& g, int index, float input_scale, bool per_channel) {
+// Quantizes the weights (and bias) of layer `index` given its input's scale: per output channel
+// along `axis` of the weights (0: Conv [Cout, ...] and Gemm's transposed B [N, K]; 1: B [K, N]).
+void quantize_layer_weights(Graph& g, int index, float input_scale, bool per_channel, int axis) {
   Node conv = g.nodes[size_t(index)];
   const Tensor w = g.values[size_t(conv.inputs[1])].constant;
-  const int64_t cout = w.dim(0), per = w.numel() / cout;
+  const int64_t cout = w.dim(axis), inner = axis == 0 ? w.numel() / cout : 1;
+  auto channel_of = [&](int64_t i) { return (i / inner) % cout; };
   const int64_t groups = per_channel ? cout : 1;
   std::vector<float> scales(size_t(groups), 0.f);
-  for (int64_t c = 0; c < cout; ++c)
-    for (int64_t i = 0; i < per; ++i) {
-      float& s = scales[size_t(per_channel ? c : 0)];
-      s = std::max(s, std::fabs(w.data<float>()[c * per + i]) / 127.f);
-    }
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    float& s = scales[size_t(per_channel ? channel_of(i) : 0)];
+    s = std::max(s, std::fabs(w.data<float>()[i]) / 127.f);
+  }
   for (float& s : scales)
     if (!(s > 0.f)) s = 1.f;  // an all-zero channel
   Tensor wq(DType::i8, w.shape());
-  for (int64_t c = 0; c < cout; ++c)
-    for (int64_t i = 0; i < per; ++i) {
-      const float s = scales[size_t(per_channel ? c : 0)];
-      wq.data<int8_t>()[c * per + i] = int8_t(std::clamp(std::nearbyint(w.data<float>()[c * per + i] / s), -127.f, 127.f));
-    }
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const float s = scales[size_t(per_channel ? channel_of(i) : 0)];
+    wq.data<int8_t>()[i] = int8_t(std::clamp(std::nearbyint(w.data<float>()[i] / s), -127.f, 127.f));
+  }
   Tensor scale_tensor(DType::f32, per_channel ? Shape{cout} : Shape{});
   Tensor zero_tensor(DType::i8, per_channel ? Shape{cout} : Shape{});
   for (int64_t i = 0; i < groups; ++i) scale_tensor.data<float>()[i] = scales[size_t(i)];
@@ -215,7 +244,7 @@ void quantize_conv_weights(Graph& g, int index, float input_scale, bool per_chan
   for (int64_t d : w.shape()) w_dims.push_back(Dim{d, ""});
   const int w_dq = new_value(g, base + "_dequantized", DType::f32, w_dims);
   Node dq = make_node(g, "DequantizeLinear", conv.name + "_weight_dq", {wq_id, scale_id, zero_id}, w_dq);
-  if (per_channel) dq.attributes.set_int("axis", 0);
+  if (per_channel) dq.attributes.set_int("axis", axis);
   g.nodes.push_back(std::move(dq));
   g.nodes[size_t(index)].inputs[1] = w_dq;
 
@@ -262,14 +291,20 @@ Graph build_qdq(Graph g, const QuantizationPlan& plan, const std::map<std::strin
   // Weights, with each convolution's input scale for its bias. The convolution's input now
   // reads the DQ of its original input.
   const auto producers = g.producers();
-  for (int index : plan.convolutions) {
+  auto input_scale = [&](int index) {
     const int dq_value = g.nodes[size_t(index)].inputs[0];
     const Node& dq = g.nodes[size_t(producers[size_t(dq_value)])];
-    const int original = g.nodes[size_t(producers[size_t(dq.inputs[0])])].inputs[0];
-    quantize_conv_weights(g, index, scale_of.at(original), options.per_channel);
+    return scale_of.at(g.nodes[size_t(producers[size_t(dq.inputs[0])])].inputs[0]);
+  };
+  for (int index : plan.convolutions) quantize_layer_weights(g, index, input_scale(index), options.per_channel, 0);
+  for (int index : plan.matmuls) {
+    const bool transposed = g.nodes[size_t(index)].op_type == "Gemm" && g.nodes[size_t(index)].attributes.get_int("transB", 0);
+    quantize_layer_weights(g, index, input_scale(index), options.per_channel, transposed ? 0 : 1);
   }
   if (report) {
     report->convolutions_quantized = int(plan.convolutions.size());
+    report->matmuls_quantized = int(plan.matmuls.size());
+    for (int index : plan.matmuls) report->quantized_layers.push_back(g.nodes[size_t(index)].name);
     report->activations_quantized = int(plan.activations.size());
     for (int index : plan.convolutions) report->quantized_layers.push_back(g.nodes[size_t(index)].name);
   }
@@ -279,26 +314,26 @@ Graph build_qdq(Graph g, const QuantizationPlan& plan, const std::map<std::strin
 
 }  // namespace
 
-std::vector<std::string> quantizable_convolutions(const Graph& float_graph) {
+std::vector<std::string> quantizable_layers(const Graph& float_graph) {
   const Graph g = prepared_graph(float_graph);
   std::vector<std::string> names;
   for (const Node& n : g.nodes)
-    if (quantizable_conv(g, n)) names.push_back(n.name);
+    if (quantizable_layer(g, n)) names.push_back(n.name);
   return names;
 }
 
 Graph quantize_int8(const Graph& float_graph, const std::vector<Feeds>& calibration,
                     const Int8QuantizeOptions& options, Int8QuantizeReport* report) {
   const Graph g = prepared_graph(float_graph);
-  const ActivationKinds kinds{rank4_f32_values(g)};
+  const ActivationKinds kinds = activation_kinds(g);
   const QuantizationPlan everything = plan_quantization(g, kinds, {});
   const QuantizationPlan plan = plan_quantization(g, kinds, options.keep_float);
   const auto params = calibrate(g, everything.activations, calibration, options);
   if (report) {
     *report = Int8QuantizeReport{};
     for (const Node& n : g.nodes)
-      if (quantizable_conv(g, n) && options.keep_float.count(n.name)) report->float_layers.push_back(n.name);
-    report->convolutions_kept_float = int(report->float_layers.size());
+      if (quantizable_layer(g, n) && options.keep_float.count(n.name)) report->float_layers.push_back(n.name);
+    report->layers_kept_float = int(report->float_layers.size());
   }
   return build_qdq(g, plan, params, options, report);
 }
@@ -308,7 +343,7 @@ Int8QuantizeOptions choose_float_layers(const Graph& float_graph, const std::vec
                                         const std::function<double(const Graph&)>& evaluate, double max_drop,
                                         std::string* log) {
   const Graph g = prepared_graph(float_graph);
-  const ActivationKinds kinds{rank4_f32_values(g)};
+  const ActivationKinds kinds = activation_kinds(g);
   const QuantizationPlan everything = plan_quantization(g, kinds, {});
   const auto params = calibrate(g, everything.activations, calibration, options);
   auto quantized_score = [&](const std::set<std::string>& keep) {
@@ -323,7 +358,7 @@ Int8QuantizeOptions choose_float_layers(const Graph& float_graph, const std::vec
   if (float_score - score > max_drop) {
     const double base = score;
     std::vector<std::pair<double, std::string>> gains;
-    for (const std::string& name : quantizable_convolutions(g)) {
+    for (const std::string& name : quantizable_layers(g)) {
       if (options.keep_float.count(name)) continue;
       std::set<std::string> keep = options.keep_float;
       keep.insert(name);

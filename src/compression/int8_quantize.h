@@ -1,6 +1,6 @@
-// Post-training int8 quantization of CNN graphs into standard ONNX QDQ form: weights of Conv
+// Post-training int8 quantization into standard ONNX QDQ form: weights of Conv, Gemm and MatMul
 // quantized to s8 (per output channel or per tensor, symmetric), activations around Conv, Add,
-// MaxPool and GlobalAveragePool quantized with ranges calibrated on data (u8 asymmetric or s8
+// MaxPool, GlobalAveragePool and the matrix products quantized with ranges calibrated on data (u8 asymmetric or s8
 // symmetric), biases to int32. Tessera lowers the result to its int8 kernels; any ONNX runtime
 // can run it too. Layers can be left in f32, by name or to meet an accuracy target.
 #pragma once
@@ -21,20 +21,21 @@ struct Int8QuantizeOptions {
   double percentile = 99.99;
   bool per_channel = true;             // weight scales per output channel (else per tensor)
   bool symmetric_activations = false;  // s8 with zero point 0 (else u8 with a zero point)
-  std::set<std::string> keep_float;    // Conv node names left in f32
+  std::set<std::string> keep_float;    // layer (node) names left in f32
 };
 
 // One calibration batch: the graph's inputs by name.
 using Feeds = std::map<std::string, Tensor>;
 
 struct Int8QuantizeReport {
-  int convolutions_quantized = 0, convolutions_kept_float = 0, activations_quantized = 0;
+  int convolutions_quantized = 0, matmuls_quantized = 0, layers_kept_float = 0, activations_quantized = 0;
   std::vector<std::string> quantized_layers, float_layers;
 };
 
-// Conv nodes that quantize_int8 would quantize (group 1, constant f32 weights), in graph order,
-// after the same standard rewrites (Identity removal, BatchNormalization folding).
-std::vector<std::string> quantizable_convolutions(const Graph& float_graph);
+// Nodes that quantize_int8 would quantize (Conv with group 1 and Gemm / MatMul, with constant
+// f32 weights), in graph order, after the same standard rewrites (Identity removal,
+// BatchNormalization folding).
+std::vector<std::string> quantizable_layers(const Graph& float_graph);
 
 // The QDQ graph. Calibration runs the float graph (after the rewrites) on every batch.
 Graph quantize_int8(const Graph& float_graph, const std::vector<Feeds>& calibration,

@@ -1,7 +1,8 @@
 // Quantized operators on u8 activations in NHWC layout, made by the lower_qdq_to_int8 pass from
 // QDQ models (QuantizeLinear / DequantizeLinear around float operators): convolution as an
 // implicit batch-reduce int8 GEMM over the kernel taps (VNNI where present), max and global
-// average pooling, residual add, and the layout changes at the edges of the int8 region.
+// average pooling, residual add, matrix products (u8 [M, K] x s8 [K, N]), and the layout changes
+// at the edges of the int8 region.
 // Each reproduces its QDQ subgraph: the float operator on dequantized inputs, then quantization.
 #include <algorithm>
 #include <cmath>
@@ -383,9 +384,68 @@ std::unique_ptr<Kernel> create_int8_add(KernelCreateContext& ctx) {
   return std::make_unique<Int8AddKernel>(scales, zeros, a.get_int("relu", 0) != 0, shape_numel(ctx.input(0).shape));
 }
 
+// ---------------------------------------------------------------- Int8MatMul
+// Inputs: a u8 [M, K], w s8 [K, N] (constant), w_scale f32 [N] or [1], bias f32 [N] (optional).
+// Attributes: a_scale, a_zero_point, relu, output ("u8" with y_scale, y_zero_point, or "f32").
+class Int8MatMulKernel : public Kernel {
+ public:
+  Int8MatMulKernel(int64_t m, prim::PackedInt8B packed, const prim::Int8Epilogue& epilogue)
+      : m_(m), packed_(std::move(packed)), prepared_(packed_, epilogue) {}
+  double flops() const override { return 2.0 * double(m_) * double(packed_.N()) * double(packed_.K()); }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, ExecContext& context) override {
+    prim::gemm_u8s8_packed(m_, in[0]->data<uint8_t>(), packed_.K(), packed_, out[0]->raw_data(), packed_.N(),
+                           prepared_, nullptr, 0, &context.pool);
+  }
+
+ private:
+  int64_t m_;
+  prim::PackedInt8B packed_;
+  prim::PreparedInt8Epilogue prepared_;
+};
+
+std::unique_ptr<Kernel> create_int8_matmul(KernelCreateContext& ctx) {
+  if (!ctx.has_input(0) || ctx.input(0).dtype != DType::u8 || ctx.input(0).shape.size() != 2)
+    throw Error(ctx.describe() + ": input 0 must be a u8 matrix");
+  const Tensor& w = ctx.constant_input(1, "weights");
+  const Tensor& w_scale = ctx.constant_input(2, "weight scales");
+  const int64_t m = ctx.input(0).shape[0], k = ctx.input(0).shape[1];
+  if (w.dtype() != DType::i8 || w.rank() != 2 || w.dim(0) != k)
+    throw Error(ctx.describe() + ": weights must be int8 [K, N] with K = " + std::to_string(k));
+  const int64_t n = w.dim(1);
+  if (w_scale.dtype() != DType::f32 || (w_scale.numel() != 1 && w_scale.numel() != n))
+    throw Error(ctx.describe() + ": weight scales must be f32 of 1 or N elements");
+  const Tensor* bias = ctx.has_input(3) ? &ctx.constant_input(3, "bias") : nullptr;
+  if (bias && (bias->dtype() != DType::f32 || bias->numel() != n)) throw Error(ctx.describe() + ": bias must be f32 [N]");
+  const Attributes& a = ctx.node.attributes;
+  const float a_scale = a.get_float("a_scale", 0.f);
+  if (!(a_scale > 0.f)) throw Error(ctx.describe() + ": a_scale must be positive");
+  std::vector<float> scales(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) scales[size_t(i)] = a_scale * w_scale.data<float>()[w_scale.numel() == 1 ? 0 : i];
+  prim::Int8Epilogue e;
+  e.scale = scales.data();
+  e.bias = bias ? bias->data<float>() : nullptr;
+  e.a_zero_point = int32_t(a.get_int("a_zero_point", 0));
+  e.relu = a.get_int("relu", 0) != 0;
+  const std::string output = a.get_string("output", "f32");
+  if (output == "u8") {
+    e.output = prim::Int8Epilogue::Output::u8;
+    e.output_scale = a.get_float("y_scale", 0.f);
+    e.output_zero_point = int32_t(a.get_int("y_zero_point", 0));
+    if (!(e.output_scale > 0.f)) throw Error(ctx.describe() + ": y_scale must be positive");
+    ctx.set_output(0, DType::u8, {m, n});
+  } else if (output == "f32") {
+    e.output = prim::Int8Epilogue::Output::f32;
+    ctx.set_output(0, DType::f32, {m, n});
+  } else {
+    throw Error(ctx.describe() + ": output must be \"u8\" or \"f32\"");
+  }
+  return std::make_unique<Int8MatMulKernel>(m, prim::PackedInt8B(k, n, w.data<int8_t>(), n, false), e);
+}
+
 }  // namespace
 
 void register_int8_nhwc_operators(OperatorRegistry& registry) {
+  registry.add("Int8MatMul", 1, 1000, create_int8_matmul, "tessera");
   registry.add("QuantizeLinearNhwc", 1, 1000, create_quantize_nhwc, "tessera");
   registry.add("NhwcToNchw", 1, 1000, create_nhwc_to_nchw, "tessera");
   registry.add("Int8Conv", 1, 1000, create_int8_conv, "tessera");

@@ -151,7 +151,7 @@ void add_compress_command(CLI::App& app) {
   cmd->add_option("--batch", options->batch, "Calibration batch size")->check(CLI::Range(1, 4096));
   cmd->add_flag("--per-tensor", options->per_tensor, "One weight scale per tensor (default: per output channel)");
   cmd->add_flag("--symmetric", options->symmetric, "s8 activations with zero point 0 (default: u8 asymmetric)");
-  cmd->add_option("--keep-float", options->keep_float, "Conv node names to leave in f32");
+  cmd->add_option("--keep-float", options->keep_float, "Layer (node) names to leave in f32");
   cmd->add_option("--eval-data", options->eval_data, "Held-out inputs (.npy) for --max-accuracy-drop");
   cmd->add_option("--eval-labels", options->eval_labels, "Their class labels (.npy, integers)");
   cmd->add_option("--max-accuracy-drop", options->max_drop,
@@ -177,10 +177,10 @@ void add_compress_command(CLI::App& app) {
     if (!(quantize.percentile > 50 && quantize.percentile <= 100)) throw Error("--percentile must be in (50, 100]");
     quantize.per_channel = !options->per_tensor;
     quantize.symmetric_activations = options->symmetric;
-    const auto known = compression::quantizable_convolutions(graph);
+    const auto known = compression::quantizable_layers(graph);
     for (const auto& name : options->keep_float) {
       if (std::find(known.begin(), known.end(), name) == known.end())
-        throw Error("--keep-float: no quantizable Conv node named '" + name + "'");
+        throw Error("--keep-float: no quantizable layer (Conv, Gemm, MatMul) named '" + name + "'");
       quantize.keep_float.insert(name);
     }
     const auto calibration = batches(graph, read_npy(options->calib), options->calib_count, options->batch);
@@ -201,11 +201,11 @@ void add_compress_command(CLI::App& app) {
     compression::Int8QuantizeReport report;
     const Graph quantized = compression::quantize_int8(graph, calibration, quantize, &report);
     save_onnx_model(quantized, options->output);
-    std::cout << fmt::format("int8 ({} calibration, weights per {}, {} activations): {} convolutions quantized, "
-                             "{} kept in f32, {} activations quantized -> {}\n",
+    std::cout << fmt::format("int8 ({} calibration, weights per {}, {} activations): {} convolutions and {} matrix "
+                             "products quantized, {} kept in f32, {} activations quantized -> {}\n",
                              compression::calibration_method_name(quantize.calibration),
                              quantize.per_channel ? "channel" : "tensor", quantize.symmetric_activations ? "s8" : "u8",
-                             report.convolutions_quantized, report.convolutions_kept_float,
+                             report.convolutions_quantized, report.matmuls_quantized, report.layers_kept_float,
                              report.activations_quantized, options->output);
     for (const auto& name : report.float_layers) std::cout << "  f32: " << name << "\n";
   });

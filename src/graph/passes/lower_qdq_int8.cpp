@@ -5,6 +5,7 @@
 //   DQ(a) + DQ(b) [-> Relu] -> Q                        joins the epilogue of the Int8Conv making a
 //                                                       (or becomes tessera.Int8Add)
 //   DQ(x) -> MaxPool / GlobalAveragePool -> Q           becomes tessera.Int8MaxPool / ...AveragePool
+//   DQ(a) -> MatMul / Gemm(DQ(w s8)) [-> Relu] [-> Q]    becomes tessera.Int8MatMul (u8 or f32 out)
 // The first quantization of a region becomes tessera.QuantizeLinearNhwc; where a lowered value is
 // read by anything else, tessera.NhwcToNchw puts it back in its original layout. s8 activations
 // are carried as u8 with the zero point moved by 128 (the same real values). Anything the pass
@@ -47,10 +48,11 @@ bool per_tensor_params(const Graph& g, const Node& n, QuantParams* out) {
   return true;
 }
 
-bool is_8bit_rank4(const Value& v) {
+bool is_8bit_rank(const Value& v, size_t rank) {
   return v.has_type && (v.dtype == DType::u8 || v.dtype == DType::i8) && pass_utils::all_dims_known(v) &&
-         v.dims.size() == 4;
+         v.dims.size() == rank;
 }
+bool is_8bit_rank4(const Value& v) { return is_8bit_rank(v, 4); }
 
 bool all_zero(const Tensor& t) {
   const auto* bytes = static_cast<const unsigned char*>(t.raw_data());
@@ -74,6 +76,8 @@ class Lowering {
         lower_add(int(i));
       else if (n.op_type == "MaxPool" || n.op_type == "GlobalAveragePool")
         lower_pool(int(i));
+      else if (n.op_type == "MatMul" || n.op_type == "Gemm")
+        lower_matmul(int(i));
     }
     if (lowered_ == 0) return 0;
     materialize();
@@ -82,10 +86,23 @@ class Lowering {
 
  private:
   struct Lowered {
-    int nhwc = -1;  // the u8 NHWC value
+    int nhwc = -1;  // the u8 NHWC value (rank 2: the u8 value itself, in its own layout)
     QuantParams params;
-    int producer = -1;  // index of the new node that writes it
+    int producer = -1;  // index of the new node that writes it; -1: its original QuantizeLinear
   };
+
+  // A u8 matrix [M, K] for Int8MatMul: the output of a u8 QuantizeLinear, or of a lowered matrix
+  // product. (s8 matrices are left to the reference operators.)
+  const Lowered* matrix_of(int v) {
+    auto found = lowered_values_.find(v);
+    if (found != lowered_values_.end()) return g_.values[size_t(v)].dims.size() == 2 ? &found->second : nullptr;
+    const Node* q = producer_of(g_, producers_, v, "QuantizeLinear");
+    QuantParams params;
+    if (!q || !per_tensor_params(g_, *q, &params) || !is_8bit_rank(g_.values[size_t(v)], 2) ||
+        g_.values[size_t(v)].dtype != DType::u8)
+      return nullptr;
+    return &(lowered_values_[v] = Lowered{v, params, -1});
+  }
 
   // The NHWC form of 8-bit value v (creating QuantizeLinearNhwc for a first quantization).
   const Lowered* nhwc_of(int v) {
@@ -281,6 +298,96 @@ class Lowering {
     return true;
   }
 
+  // DQ(a u8 [M, K]) -> MatMul / Gemm(DQ(w s8 constant [K, N] or [N, K] with transB), bias)
+  // [-> Relu] [-> Q]: Int8MatMul, with a u8 output when a Q follows, else the f32 product.
+  void lower_matmul(int index) {
+    const Node mm = g_.nodes[size_t(index)];
+    if (mm.inputs.size() < 2 || mm.outputs.empty()) return;
+    const bool gemm = mm.op_type == "Gemm";
+    if (gemm && (mm.attributes.get_int("transA", 0) != 0 || mm.attributes.get_float("alpha", 1.f) != 1.f ||
+                 mm.attributes.get_float("beta", 1.f) != 1.f))
+      return;
+    const Node* a_dq = producer_of(g_, producers_, mm.inputs[0], "DequantizeLinear");
+    QuantParams a_params;
+    if (!a_dq || !per_tensor_params(g_, *a_dq, &a_params)) return;
+    const int a_source = a_dq->inputs[0];
+    const Node* w_dq = producer_of(g_, producers_, mm.inputs[1], "DequantizeLinear");
+    if (!w_dq || w_dq->inputs.size() < 2) return;
+    const Value& w = g_.values[size_t(w_dq->inputs[0])];
+    const Value& w_scale = g_.values[size_t(w_dq->inputs[1])];
+    if (!w.is_constant() || w.constant.dtype() != DType::i8 || w.constant.rank() != 2) return;
+    const bool transposed = gemm && mm.attributes.get_int("transB", 0) != 0;
+    const int64_t n = transposed ? w.constant.dim(0) : w.constant.dim(1), k = transposed ? w.constant.dim(1) : w.constant.dim(0);
+    if (!w_scale.is_constant() || w_scale.constant.dtype() != DType::f32 ||
+        (w_scale.constant.numel() != 1 && w_scale.constant.numel() != n))
+      return;
+    if (w_scale.constant.numel() > 1 && w_dq->attributes.get_int("axis", 1) != (transposed ? 0 : 1)) return;
+    if (w_dq->inputs.size() > 2 && w_dq->inputs[2] >= 0) {
+      const Value& zp = g_.values[size_t(w_dq->inputs[2])];
+      if (!zp.is_constant() || !all_zero(zp.constant)) return;
+    }
+    const Value& a_value = g_.values[size_t(a_source)];
+    if (!is_8bit_rank(a_value, 2) || a_value.dims[1].value != k) return;
+    int bias = -1;
+    if (mm.inputs.size() > 2 && mm.inputs[2] >= 0 && !(bias = float_bias(mm.inputs[2], n), bias >= 0)) return;
+    const Lowered* a = matrix_of(a_source);
+    if (!a) return;
+    bool relu = false;
+    const Node* q = nullptr;
+    QuantParams y_params;
+    const bool quantized = quantized_output_matrix(mm.outputs[0], &relu, &q, &y_params);
+    // Weights as [K, N] (the GEMM's B), transposed here when the Gemm reads them as [N, K].
+    int weights = w_dq->inputs[0];
+    if (transposed) {
+      Tensor kn(DType::i8, {k, n});
+      for (int64_t r = 0; r < k; ++r)
+        for (int64_t c = 0; c < n; ++c) kn.data<int8_t>()[r * n + c] = w.constant.data<int8_t>()[c * k + r];
+      weights = g_.add_constant(g_.unique_name(g_.values[size_t(weights)].name + "_kn"), std::move(kn));
+    }
+    Node node;
+    node.name = g_.unique_name(mm.name + "_int8");
+    node.op_type = "Int8MatMul";
+    node.domain = "tessera";
+    node.inputs = {a->nhwc, weights, w_dq->inputs[1], bias};
+    node.attributes.set_float("a_scale", a_params.scale);
+    node.attributes.set_int("a_zero_point", a_params.zero_point);
+    node.attributes.set_int("relu", relu);
+    if (quantized) {
+      node.attributes.set_string("output", "u8");
+      node.attributes.set_float("y_scale", y_params.scale);
+      node.attributes.set_int("y_zero_point", y_params.zero_point);
+      const int q_out = q->outputs[0];
+      node.outputs = {q_out};
+      g_.nodes.push_back(std::move(node));
+      lowered_values_[q_out] = Lowered{q_out, y_params, int(g_.nodes.size()) - 1};
+    } else {
+      node.attributes.set_string("output", "f32");
+      node.outputs = {mm.outputs[0]};
+      g_.nodes.push_back(std::move(node));
+      replaced_.push_back(index);  // the float node: its output is now written by Int8MatMul
+    }
+    ++lowered_;
+  }
+
+  // Like quantized_output, for rank-2 u8 results.
+  bool quantized_output_matrix(int value, bool* relu, const Node** q, QuantParams* params) {
+    *relu = false;
+    if (!single_consumer(g_, consumers_, value)) return false;
+    const Node* next = &g_.nodes[size_t(consumers_[size_t(value)][0])];
+    if (next->domain.empty() && next->op_type == "Relu") {
+      if (!single_consumer(g_, consumers_, next->outputs[0])) return false;
+      const Node* after = &g_.nodes[size_t(consumers_[size_t(next->outputs[0])][0])];
+      if (!after->domain.empty() || after->op_type != "QuantizeLinear") return false;
+      *relu = true;
+      next = after;
+    }
+    if (!next->domain.empty() || next->op_type != "QuantizeLinear" || !per_tensor_params(g_, *next, params))
+      return false;
+    *q = next;
+    const Value& out = g_.values[size_t(next->outputs[0])];
+    return is_8bit_rank(out, 2) && out.dtype == DType::u8;
+  }
+
   void lower_pool(int index) {
     const Node pool = g_.nodes[size_t(index)];
     if (pool.outputs.size() > 1 && pool.outputs[1] >= 0) return;  // MaxPool's indices
@@ -319,8 +426,13 @@ class Lowering {
     for (const auto& [value, lowered] : lowered_values_) {
       const int producer = producers_[size_t(value)];
       if (producer < 0) continue;
-      // A first quantization (QuantizeLinearNhwc made from it) keeps its own node.
-      if (g_.nodes[size_t(lowered.producer)].op_type == "QuantizeLinearNhwc") continue;
+      // A first quantization (QuantizeLinearNhwc made from it, or a matrix read in place) keeps
+      // its own node; a lowered matrix product writes the value itself.
+      if (lowered.producer < 0 || g_.nodes[size_t(lowered.producer)].op_type == "QuantizeLinearNhwc") continue;
+      if (lowered.nhwc == value) {
+        remove[size_t(producer)] = true;
+        continue;
+      }
       remove[size_t(producer)] = true;
       const bool s8 = g_.values[size_t(value)].dtype == DType::i8;
       Node back;
@@ -342,6 +454,7 @@ class Lowering {
       g_.nodes.push_back(std::move(back));
     }
     remove.resize(g_.nodes.size(), false);
+    for (int index : replaced_) remove[size_t(index)] = true;
     pass_utils::erase_nodes(g_, remove);
   }
 
@@ -375,6 +488,7 @@ class Lowering {
   std::vector<int> producers_;
   std::vector<std::vector<int>> consumers_;
   std::map<int, Lowered> lowered_values_;  // original 8-bit NCHW value -> its NHWC form
+  std::vector<int> replaced_;              // float nodes whose outputs lowered nodes now write
   int lowered_ = 0;
 };
 

@@ -47,6 +47,10 @@ METHODS = [
     ("sparse 75%", "--method sparse --sparsity 0.75"),
     ("sparse 90%", "--method sparse --sparsity 0.9"),
     ("sparse 2:4", "--method sparse --pattern 2:4"),
+    ("winograd-int8 F2 single", "--method winograd-int8 --tile 2 --single-scale"),
+    ("winograd-int8 F2 tap-wise", "--method winograd-int8 --tile 2"),
+    ("winograd-int8 F4 single", "--method winograd-int8 --tile 4 --single-scale"),
+    ("winograd-int8 F4 tap-wise", "--method winograd-int8 --tile 4"),
 ]
 
 

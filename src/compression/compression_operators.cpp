@@ -7,6 +7,7 @@ void register_compression_operators(OperatorRegistry& registry) {
   register_bitplane_operators(registry);
   register_lut_gemm_operators(registry);
   register_sparse_operators(registry);
+  register_winograd_int8_operators(registry);
 }
 
 }  // namespace tessera

@@ -1,6 +1,6 @@
 // `tessera compress`: writes a compressed copy of a model. int8: post-training quantization to a
 // standard ONNX QDQ model, calibrated on data, optionally keeping layers in f32 to meet an
-// accuracy target on labelled data. bitplane, bcq and sparse: Tessera files (ONNX with
+// accuracy target on labelled data. bitplane, bcq, sparse and winograd-int8: Tessera files (ONNX with
 // "tessera"-domain nodes holding the compressed weights; docs/COMPRESSION.md).
 #include <algorithm>
 #include <cstring>
@@ -11,6 +11,7 @@
 #include "compression/bitplane_quantize.h"
 #include "compression/int8_quantize.h"
 #include "compression/sparse_compress.h"
+#include "compression/winograd_int8_quantize.h"
 #include "fmt/format.h"
 #include "runtime/specialize.h"
 #include "tessera/commands.h"
@@ -65,7 +66,7 @@ double top1_accuracy(const Graph& graph, const std::vector<compression::Feeds>& 
   return seen ? 100.0 * double(correct) / double(seen) : 0.0;
 }
 
-// bitplane, bcq and sparse: rewrite the float graph into "tessera"-domain nodes and save it.
+// bitplane, bcq, sparse and winograd-int8: rewrite the float graph into "tessera"-domain nodes and save it.
 template <typename Options>
 void compress_with_tessera_nodes(const Options& o) {
   Graph graph = load_onnx_model(o.model);
@@ -89,6 +90,17 @@ void compress_with_tessera_nodes(const Options& o) {
     summary = fmt::format("bcq {} bits, groups of {}: {} MatMul/Gemm layers rewritten, {} left, weights {:.1f} -> "
                           "{:.1f} KB", o.weight_bits, o.group_size, report.rewritten, report.skipped,
                           report.f32_weight_bytes / 1e3, report.bcq_weight_bytes / 1e3);
+  } else if (o.method == "winograd-int8") {
+    if (o.calib.empty()) throw Error("--method winograd-int8 needs --calib (calibration inputs)");
+    compression::WinogradInt8Options options;
+    options.scheme.tile = o.tile;
+    options.scheme.tap_wise = !o.single_scale;
+    options.scheme.power_of_two = !o.float_scales;
+    options.calibration_inputs = batches(graph, read_npy(o.calib), o.calib_count, o.batch).front();
+    const auto report = compression::apply_winograd_int8(graph, options);
+    summary = fmt::format("winograd-int8 F({0}x{0},3x3), {1} scales, {2}: {3} convolutions rewritten, {4} kept in f32",
+                          o.tile, o.single_scale ? "single" : "tap-wise", o.float_scales ? "float" : "power-of-two",
+                          report.quantized_layers.size(), report.kept_f32_layers.size());
   } else {
     SparsityOptions options;
     options.sparsity = o.sparsity;
@@ -131,6 +143,9 @@ void add_compress_command(CLI::App& app) {
     int weight_bits = 4, activation_bits = 4;
     bool quantize_first_last = false;
     int64_t group_size = 128;
+    // winograd-int8
+    int tile = 4;
+    bool single_scale = false, float_scales = false;
     // sparse
     double sparsity = 0.5;
     std::string pattern, kernels = "auto";
@@ -139,11 +154,12 @@ void add_compress_command(CLI::App& app) {
   auto options = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("compress", "Write a compressed copy of a model (int8: an ONNX QDQ model)");
   cmd->add_option("model", options->model, "ONNX model file")->required();
-  cmd->add_option("--method", options->method, "int8 (QDQ), bitplane (wXaY), bcq (LUT-GEMM weights) or sparse")
-      ->check(CLI::IsMember({"int8", "bitplane", "bcq", "sparse"}));
+  cmd->add_option("--method", options->method,
+                  "int8 (QDQ), bitplane (wXaY), bcq (LUT-GEMM weights), sparse or winograd-int8 (3x3 convolutions)")
+      ->check(CLI::IsMember({"int8", "bitplane", "bcq", "sparse", "winograd-int8"}));
   cmd->add_option("--calib", options->calib,
-                  "Calibration inputs: a .npy file of samples along its first axis (int8: required; "
-                  "bitplane: static activation ranges from its first batch)");
+                  "Calibration inputs: a .npy file of samples along its first axis (int8, winograd-int8: "
+                  "required; bitplane: static activation ranges from its first batch)");
   cmd->add_option("-o,--output", options->output, "Output ONNX file")->required();
   cmd->add_option("--calibration", options->calibration, "Activation ranges: minmax, percentile or entropy");
   cmd->add_option("--percentile", options->percentile, "Share of values kept inside the range (percentile)");
@@ -162,6 +178,11 @@ void add_compress_command(CLI::App& app) {
   cmd->add_flag("--quantize-first-last", options->quantize_first_last,
                 "bitplane: quantize the first and last layers too (default: they stay f32)");
   cmd->add_option("--group-size", options->group_size, "bcq: input columns per scale (a multiple of 32)");
+  cmd->add_option("--tile", options->tile, "winograd-int8: output tile, 2 (F(2x2,3x3)) or 4 (F(4x4,3x3))")
+      ->check(CLI::IsMember({2, 4}));
+  cmd->add_flag("--single-scale", options->single_scale,
+                "winograd-int8: one activation scale for all taps (default: one per tap)");
+  cmd->add_flag("--float-scales", options->float_scales, "winograd-int8: scales as found (default: powers of two)");
   cmd->add_option("--sparsity", options->sparsity, "sparse: share of weights set to zero")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--pattern", options->pattern, "sparse: N:M structured pruning instead, e.g. 2:4");
   cmd->add_flag("--global", options->global, "sparse: one magnitude threshold over all layers");

@@ -323,6 +323,74 @@ TEST(WinogradInt8, CloseToF32ConvolutionWithinQuantizationSteps) {
   }
 }
 
+// The least-squared-error scales: the chosen candidate's true quantization error on the values
+// (computed here directly, clamp and round) is within 5% of the best candidate's, per tap.
+TEST(WinogradInt8, MseScalesNearTheBestCandidate) {
+  std::mt19937 rng(21);
+  std::student_t_distribution<float> heavy(3.f);  // outliers, where clipping pays
+  const WinogradProblem p = problem_of({4, 8, 1, 12, 12, 1});
+  std::vector<float> x(size_t(p.batch * p.in_channels * p.in_h * p.in_w));
+  for (float& v : x) v = heavy(rng);
+  for (int tile : {2, 4})
+    for (bool tap_wise : {false, true})
+      for (bool power_of_two : {false, true}) {
+        const WinogradInt8Scheme scheme{tile, tap_wise, power_of_two};
+        const auto tap_max = tessera::compression::winograd_input_tap_max(x.data(), p, tile);
+        const int bins = 2048;
+        const auto histograms = tessera::compression::winograd_input_tap_histograms(x.data(), p, tile, tap_max, bins);
+        const auto scales = tessera::compression::winograd_activation_scales_mse(tap_max, histograms, bins, scheme);
+        const auto max_scales = tessera::compression::winograd_activation_scales(tap_max, scheme);
+        // All |V| per tap with the test's own B^T.
+        const int alpha = tile + 2, taps = alpha * alpha;
+        std::vector<std::vector<double>> values(static_cast<size_t>(taps));
+        const int64_t th = (p.out_h + tile - 1) / tile, tw = (p.out_w + tile - 1) / tile;
+        for (int64_t n = 0; n < p.batch; ++n)
+          for (int64_t c = 0; c < p.in_channels; ++c)
+            for (int64_t ty = 0; ty < th; ++ty)
+              for (int64_t tx = 0; tx < tw; ++tx)
+                for (int i = 0; i < alpha; ++i)
+                  for (int j = 0; j < alpha; ++j) {
+                    double v = 0;
+                    for (int a = 0; a < alpha; ++a)
+                      for (int b = 0; b < alpha; ++b) {
+                        const int64_t h = ty * tile + a - p.pad_top, w = tx * tile + b - p.pad_left;
+                        if (h < 0 || h >= p.in_h || w < 0 || w >= p.in_w) continue;
+                        v += bt(tile, i, a) * bt(tile, j, b) * x[size_t(((n * p.in_channels + c) * p.in_h + h) * p.in_w + w)];
+                      }
+                    values[size_t(i * alpha + j)].push_back(v);
+                  }
+        auto true_error = [&](int t, double s) {
+          double e = 0;
+          for (double v : values[size_t(t)]) {
+            const double q = std::clamp(std::nearbyint(v / s), -127.0, 127.0) * s;
+            e += (v - q) * (v - q);
+          }
+          return e;
+        };
+        auto total = [&](const std::vector<float>& sc, int t) { return true_error(t, sc[size_t(t)]); };
+        double chosen = 0, covering = 0;
+        for (int t = 0; t < taps; ++t) {
+          chosen += total(scales, t);
+          covering += total(max_scales, t);
+          EXPECT_LE(scales[size_t(t)], max_scales[size_t(t)]);
+          if (!tap_wise) {
+            EXPECT_EQ(scales[size_t(t)], scales[0]);
+          }
+          if (tap_wise) {
+            // Best over the same candidate family, by brute force.
+            double best = 1e300;
+            for (int k = 0; k <= 20; ++k) {
+              const double s = power_of_two ? std::ldexp(double(max_scales[size_t(t)]), -std::min(k, 4))
+                                            : max_scales[size_t(t)] * std::pow(0.25, k / 20.0);
+              best = std::min(best, true_error(t, s));
+            }
+            EXPECT_LE(true_error(t, scales[size_t(t)]), 1.05 * best + 1e-12) << "tap " << t;
+          }
+        }
+        EXPECT_LE(chosen, covering * 1.0001) << "tile " << tile << " tap_wise " << tap_wise;
+      }
+}
+
 TEST(WinogradInt8, RejectsBadTileAndScales) {
   const float w[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
   EXPECT_THROW(tessera::compression::quantize_winograd_weights(w, 1, 1, {3, true, true}), tessera::Error);

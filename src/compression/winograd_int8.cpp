@@ -137,12 +137,15 @@ WinogradInt8Weights quantize_winograd_weights(const float* weights, int64_t out_
   return out;
 }
 
-std::vector<float> winograd_input_tap_max(const float* x, const WinogradProblem& p, int tile) {
+namespace {
+
+// Calls visit(tap, |V|) for every transformed input value (scalar, for calibration).
+template <typename Visit>
+void for_each_transformed_input(const float* x, const WinogradProblem& p, int tile, Visit&& visit) {
   check_tile(tile);
   const int alpha = tile + 2;
   const float* bt = tile == 2 ? &kBT2[0][0] : &kBT4[0][0];
   const int64_t tiles_h = (p.out_h + tile - 1) / tile, tiles_w = (p.out_w + tile - 1) / tile;
-  std::vector<float> tap_max(size_t(alpha * alpha), 0.f);
   for (int64_t n = 0; n < p.batch; ++n)
     for (int64_t c = 0; c < p.in_channels; ++c) {
       const float* plane = x + (n * p.in_channels + c) * p.in_h * p.in_w;
@@ -164,12 +167,86 @@ std::vector<float> winograd_input_tap_max(const float* x, const WinogradProblem&
             for (int j = 0; j < alpha; ++j) {
               float s = 0.f;
               for (int k = 0; k < alpha; ++k) s += t[i][k] * bt[j * alpha + k];
-              float& m = tap_max[size_t(i * alpha + j)];
-              m = std::max(m, std::fabs(s));
+              visit(i * alpha + j, std::fabs(s));
             }
         }
     }
+}
+
+}  // namespace
+
+std::vector<float> winograd_input_tap_max(const float* x, const WinogradProblem& p, int tile) {
+  std::vector<float> tap_max(size_t((tile + 2) * (tile + 2)), 0.f);
+  for_each_transformed_input(x, p, tile, [&](int tap, float v) { tap_max[size_t(tap)] = std::max(tap_max[size_t(tap)], v); });
   return tap_max;
+}
+
+std::vector<double> winograd_input_tap_histograms(const float* x, const WinogradProblem& p, int tile,
+                                                  const std::vector<float>& range, int bins) {
+  const size_t taps = size_t((tile + 2) * (tile + 2));
+  TESSERA_CHECK(range.size() == taps && bins > 0, "int8 Winograd: one histogram range per tap");
+  std::vector<double> histograms(taps * size_t(bins), 0.0);
+  for_each_transformed_input(x, p, tile, [&](int tap, float v) {
+    const float r = range[size_t(tap)];
+    const int bin = r > 0.f ? std::min(bins - 1, int(v / r * float(bins))) : 0;
+    histograms[size_t(tap) * size_t(bins) + size_t(bin)] += 1.0;
+  });
+  return histograms;
+}
+
+std::vector<float> winograd_activation_scales_mse(const std::vector<float>& tap_max,
+                                                  const std::vector<double>& histograms, int bins,
+                                                  const WinogradInt8Scheme& scheme) {
+  const size_t taps = tap_max.size();
+  TESSERA_CHECK(histograms.size() == taps * size_t(bins), "int8 Winograd: histograms do not match the taps");
+  // Estimated squared error of quantizing tap t's values with scale s.
+  auto error = [&](size_t t, double s) {
+    double total = 0;
+    const double width = double(tap_max[t]) / bins, limit = 127.0 * s;
+    for (int b = 0; b < bins; ++b) {
+      const double count = histograms[t * size_t(bins) + size_t(b)];
+      if (count == 0) continue;
+      const double v = (b + 0.5) * width;
+      total += count * (v > limit ? (v - limit) * (v - limit) : s * s / 12.0);
+    }
+    return total;
+  };
+  auto candidates = [&](float max_abs) {
+    std::vector<float> out;
+    const float top = winograd_int8_scale(max_abs, scheme.power_of_two);
+    if (scheme.power_of_two)
+      for (int k = 0; k <= 4; ++k) out.push_back(std::ldexp(top, -k));
+    else
+      for (int k = 0; k <= 20; ++k) out.push_back(top * std::pow(0.25f, float(k) / 20.f));
+    return out;
+  };
+  std::vector<float> scales(taps);
+  if (scheme.tap_wise) {
+    for (size_t t = 0; t < taps; ++t) {
+      double best = -1;
+      for (float s : candidates(tap_max[t])) {
+        const double e = error(t, s);
+        if (best < 0 || e < best) {
+          best = e;
+          scales[t] = s;
+        }
+      }
+    }
+  } else {
+    const float overall = taps ? *std::max_element(tap_max.begin(), tap_max.end()) : 0.f;
+    double best = -1;
+    float chosen = winograd_int8_scale(overall, scheme.power_of_two);
+    for (float s : candidates(overall)) {
+      double e = 0;
+      for (size_t t = 0; t < taps; ++t) e += error(t, s);
+      if (best < 0 || e < best) {
+        best = e;
+        chosen = s;
+      }
+    }
+    std::fill(scales.begin(), scales.end(), chosen);
+  }
+  return scales;
 }
 
 std::vector<float> winograd_activation_scales(const std::vector<float>& tap_max, const WinogradInt8Scheme& scheme) {

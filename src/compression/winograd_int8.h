@@ -45,6 +45,17 @@ WinogradInt8Weights quantize_winograd_weights(const float* weights, int64_t out_
 // Per tap, max |V| over every input tile and channel of x (NCHW, `problem` with its pads), for
 // calibration; the caller keeps the running maximum over batches.
 std::vector<float> winograd_input_tap_max(const float* x, const WinogradProblem& problem, int tile);
+// Histogram of |V| per tap over [0, range[tap]] in `bins` equal bins ([tap][bin] counts), for
+// choosing scales that minimize the quantization error instead of covering the maximum.
+std::vector<double> winograd_input_tap_histograms(const float* x, const WinogradProblem& problem, int tile,
+                                                  const std::vector<float>& range, int bins);
+// Scales from the histograms: among candidates at or below the max-based scale (power-of-two
+// steps of 2^-k, k = 0..4, or float ratios 1 .. 0.25 of max / 127), the one with the least
+// estimated squared error (s^2 / 12 per value inside the range, the clipped excess beyond);
+// per tap when tap-wise, else one scale minimizing the sum over taps.
+std::vector<float> winograd_activation_scales_mse(const std::vector<float>& tap_max,
+                                                  const std::vector<double>& histograms, int bins,
+                                                  const WinogradInt8Scheme& scheme);
 // Activation scales from per-tap maxima: per tap, or the overall maximum repeated for every tap.
 std::vector<float> winograd_activation_scales(const std::vector<float>& tap_max, const WinogradInt8Scheme& scheme);
 

@@ -34,7 +34,9 @@ bool eligible(const Graph& g, const Node& node) {
 // Per-tap max |B^T d B| of input 0 of the named Conv nodes while the float graph runs.
 class TapRangeObserver : public StepObserver {
  public:
-  TapRangeObserver(const std::set<std::string>& names, int tile) : names_(names), tile_(tile) {}
+  TapRangeObserver(const std::set<std::string>& names, int tile, bool histograms)
+      : names_(names), tile_(tile), histograms_(histograms) {}
+  static constexpr int kBins = 2048;
   void before_step(const StepInfo& step) override {
     if (!step.node || !names_.count(step.node->name) || step.inputs.empty() || !step.inputs[0]) return;
     const Tensor x = step.inputs[0]->is_contiguous() ? *step.inputs[0] : step.inputs[0]->clone();
@@ -51,15 +53,18 @@ class TapRangeObserver : public StepObserver {
     p.out_w = p.in_w + pads[1] + pads[3] - 2;
     if (p.out_h <= 0 || p.out_w <= 0) return;
     const std::vector<float> tap_max = winograd_input_tap_max(x.data<float>(), p, tile_);
-    auto [it, inserted] = ranges.try_emplace(step.node->name, tap_max);
-    if (!inserted)
-      for (size_t t = 0; t < tap_max.size(); ++t) it->second[t] = std::max(it->second[t], tap_max[t]);
+    // The calibration is one session run, so each node is seen once.
+    TESSERA_CHECK(!ranges.count(step.node->name), "int8 Winograd: node '" + step.node->name + "' ran twice in calibration");
+    ranges[step.node->name] = tap_max;
+    if (histograms_) histograms[step.node->name] = winograd_input_tap_histograms(x.data<float>(), p, tile_, tap_max, kBins);
   }
   std::map<std::string, std::vector<float>> ranges;
+  std::map<std::string, std::vector<double>> histograms;
 
  private:
   const std::set<std::string>& names_;
   int tile_;
+  bool histograms_;
 };
 
 Tensor floats_tensor(const std::vector<float>& values, Shape shape) {
@@ -104,7 +109,8 @@ WinogradInt8Report apply_winograd_int8(Graph& graph, const WinogradInt8Options& 
   SessionOptions session_options;
   session_options.optimize = false;  // node names and inputs as in this graph
   Session session(graph, session_options);
-  TapRangeObserver observer(chosen_names, tile);
+  const bool mse = options.calibration == WinogradInt8Options::Calibration::mse;
+  TapRangeObserver observer(chosen_names, tile, mse);
   session.add_observer(&observer);
   session.run(options.calibration_inputs);
   for (const std::string& name : chosen_names)
@@ -119,7 +125,10 @@ WinogradInt8Report apply_winograd_int8(Graph& graph, const WinogradInt8Options& 
     const int64_t cout = w.dim(0), cin = w.dim(1);
     const WinogradInt8Weights q = quantize_winograd_weights(w.data<float>(), cout, cin, options.scheme);
     const std::vector<float>& tap_max = observer.ranges.at(node.name);
-    const std::vector<float> activation_scales = winograd_activation_scales(tap_max, options.scheme);
+    const std::vector<float> activation_scales =
+        mse ? winograd_activation_scales_mse(tap_max, observer.histograms.at(node.name), TapRangeObserver::kBins,
+                                             options.scheme)
+            : winograd_activation_scales(tap_max, options.scheme);
     const float lo = *std::min_element(tap_max.begin(), tap_max.end());
     const float hi = *std::max_element(tap_max.begin(), tap_max.end());
     report.activation_range_spread.push_back(lo > 0.f ? hi / lo : 0.f);

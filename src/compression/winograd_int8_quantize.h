@@ -31,6 +31,10 @@ struct WinogradInt8Options {
   // (static activation scales). Required: the operator has no dynamic mode.
   std::map<std::string, Tensor> calibration_inputs;
   std::vector<std::string> exclude_layers;  // node names kept f32
+  // max: scales cover each tap's calibrated max |V|; mse: the candidate scale at or below that
+  // with the least estimated squared error (clips rare outliers), from per-tap histograms.
+  enum class Calibration { max, mse };
+  Calibration calibration = Calibration::max;
 };
 
 struct WinogradInt8Report {

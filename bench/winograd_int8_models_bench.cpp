@@ -98,6 +98,7 @@ struct Setting {
   const char* f32_algorithm;  // non-null: f32 model with this conv algorithm on every Conv
   WinogradInt8Scheme scheme;
   bool mse = false;  // activation scales by least squared error instead of the max
+  bool stem_f32 = false;  // the first conv (one input channel) kept f32
 };
 const Setting kSettings[] = {
     {"f32 (cost model)", "auto", {}},
@@ -115,6 +116,8 @@ const Setting kSettings[] = {
     {"int8 F4 tap-wise pow2 mse", nullptr, {4, true, true}, true},
     {"int8 F4 plain float mse", nullptr, {4, false, false}, true},
     {"int8 F4 tap-wise float mse", nullptr, {4, true, false}, true},
+    {"int8 F4 tap-wise pow2 mse, stem f32", nullptr, {4, true, true}, true, true},
+    {"int8 F4 plain pow2 mse, stem f32", nullptr, {4, false, true}, true, true},
 };
 constexpr int kSettingCount = int(sizeof kSettings / sizeof kSettings[0]);
 
@@ -138,6 +141,7 @@ Prepared& prepared(int setting) {
     WinogradInt8Options options;
     options.scheme = s.scheme;
     if (s.mse) options.calibration = WinogradInt8Options::Calibration::mse;
+    if (s.stem_f32) options.exclude_layers = {"/stem/stem.0/Conv"};
     options.calibration_inputs["input"] = data().calibration;
     const WinogradInt8Report report = apply_winograd_int8(graph, options);
     float spread = 0.f;

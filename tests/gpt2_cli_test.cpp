@@ -96,6 +96,16 @@ TEST_F(GenerateCli, GreedyTextIsPyTorchsGreedyTokensAndTimingsGoToStderr) {
   EXPECT_EQ(r.err.rfind("decode: "), r.err.rfind('\n', r.err.size() - 2) + 1) << r.err;
 }
 
+// --weights bcq4 loads the checkpoint with BCQ attention and MLP weights (their numerics are
+// checked in gpt2_bcq_test) and generates with the LUT-GEMM decode path.
+TEST_F(GenerateCli, BcqWeightsGenerateWithTimings) {
+  Output r = run("--model " + model() + " --prompt " + shell_quoted("Hello there") +
+                 " --max-tokens 6 --threads 2 --weights bcq4:g32");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(r.out.empty());
+  EXPECT_NE(r.err.find("decode: "), std::string::npos) << r.err;
+}
+
 TEST_F(GenerateCli, StopStringCutsTheText) {
   const std::string full = greedy_text(1, 20);
   ASSERT_GT(full.size(), 12u);
@@ -135,6 +145,7 @@ TEST_F(GenerateCli, ErrorsAreOneLine) {
   expect_one_line_error("--model " + model() + " --prompt hi --top-p 1.5", "top-p must be in (0, 1]");
   expect_one_line_error("--model " + model() + " --prompt hi --temperature -1", "temperature must be");
   expect_one_line_error("--model " + model() + " --prompt hi --top-k -2", "top-k must be");
+  expect_one_line_error("--model " + model() + " --prompt hi --weights bcq9", "expected f32, bcq2, bcq3 or bcq4");
   expect_one_line_error("--model " + model() + " --prompt hi --max-tokens -1", "max-tokens");
   expect_one_line_error("--model " + model() + " --prompt hi --max-tokens lots", "max-tokens");
   expect_one_line_error("--model " + model(), "--prompt");

@@ -35,6 +35,7 @@ void add_generate_command(CLI::App& app) {
     int64_t top_k = 0;
     uint64_t seed = 0;
     int threads = 0;
+    std::string weights = "f32";
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd =
@@ -55,14 +56,19 @@ void add_generate_command(CLI::App& app) {
                   "<|endoftext|> always stops");
   cmd->add_option("--threads", options->threads, "worker threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--weights", options->weights,
+                  "f32, or bcq2|bcq3|bcq4[:g<group>]: attention and MLP weights in BCQ, products by "
+                  "LUT-GEMM (embeddings, norms and the LM head stay f32; docs/COMPRESSION_LUT_GEMM.md)");
   cmd->callback([options] {
     llm::GenerationOptions generation;
     generation.max_new_tokens = options->max_tokens;
     generation.sampling = {options->temperature, options->top_k, options->top_p, options->seed};
     llm::check_sampling_options(generation.sampling);  // before the slow part
+    const llm::Gpt2WeightOptions weights = llm::Gpt2WeightOptions::parse(options->weights);
 
     auto start = std::chrono::steady_clock::now();
-    llm::Gpt2Model model = llm::Gpt2Model::load(options->model);
+    ThreadPool pool(options->threads);
+    llm::Gpt2Model model = llm::Gpt2Model::load(options->model, weights, &pool);
     llm::BpeTokenizer tokenizer = llm::BpeTokenizer::from_folder(options->model);
     const llm::Gpt2Config& c = model.config();
     if (int64_t(tokenizer.vocabulary_size()) > c.vocab_size)
@@ -70,7 +76,6 @@ void add_generate_command(CLI::App& app) {
                               options->model, tokenizer.vocabulary_size(), c.vocab_size));
     const double load_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    ThreadPool pool(options->threads);
     std::cerr << fmt::format(
         "model: {} layers, {} wide, {} heads, vocabulary {}, context {}; {:.1f}M parameters; "
         "loaded in {:.2f} s; {} threads\n",

@@ -51,6 +51,7 @@ METHODS = [
     ("winograd-int8 F2 tap-wise", "--method winograd-int8 --tile 2"),
     ("winograd-int8 F4 single", "--method winograd-int8 --tile 4 --single-scale"),
     ("winograd-int8 F4 tap-wise", "--method winograd-int8 --tile 4"),
+    ("winograd-int8 F4 tap-wise mse", "--method winograd-int8 --tile 4 --calibration mse"),
 ]
 
 

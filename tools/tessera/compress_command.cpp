@@ -77,6 +77,7 @@ void compress_with_tessera_nodes(const Options& o) {
     options.activation_bits = o.activation_bits;
     options.keep_first_layer_f32 = options.keep_last_layer_f32 = !o.quantize_first_last;
     if (!o.calib.empty()) options.calibration_inputs = batches(graph, read_npy(o.calib), o.calib_count, o.batch).front();
+    options.exclude_layers = o.keep_float;
     const auto report = compression::apply_bitplane_quantization(graph, options);
     summary = fmt::format("bitplane w{}a{} ({} activation ranges): {} layers quantized, {} kept in f32, weights {:.1f} "
                           "-> {:.1f} KB", o.weight_bits, o.activation_bits, report.calibrated ? "calibrated" : "dynamic",
@@ -97,6 +98,11 @@ void compress_with_tessera_nodes(const Options& o) {
     options.scheme.tap_wise = !o.single_scale;
     options.scheme.power_of_two = !o.float_scales;
     options.calibration_inputs = batches(graph, read_npy(o.calib), o.calib_count, o.batch).front();
+    options.exclude_layers = o.keep_float;
+    if (o.calibration == "mse")
+      options.calibration = compression::WinogradInt8Options::Calibration::mse;
+    else if (o.calibration != "minmax")
+      throw Error("--method winograd-int8 calibrates with minmax or mse (got '" + o.calibration + "')");
     const auto report = compression::apply_winograd_int8(graph, options);
     summary = fmt::format("winograd-int8 F({0}x{0},3x3), {1} scales, {2}: {3} convolutions rewritten, {4} kept in f32",
                           o.tile, o.single_scale ? "single" : "tap-wise", o.float_scales ? "float" : "power-of-two",
@@ -161,13 +167,14 @@ void add_compress_command(CLI::App& app) {
                   "Calibration inputs: a .npy file of samples along its first axis (int8, winograd-int8: "
                   "required; bitplane: static activation ranges from its first batch)");
   cmd->add_option("-o,--output", options->output, "Output ONNX file")->required();
-  cmd->add_option("--calibration", options->calibration, "Activation ranges: minmax, percentile or entropy");
+  cmd->add_option("--calibration", options->calibration,
+                  "Activation ranges: minmax, percentile or entropy (int8); minmax or mse (winograd-int8)");
   cmd->add_option("--percentile", options->percentile, "Share of values kept inside the range (percentile)");
   cmd->add_option("--calib-count", options->calib_count, "Use only the first N calibration samples");
   cmd->add_option("--batch", options->batch, "Calibration batch size")->check(CLI::Range(1, 4096));
   cmd->add_flag("--per-tensor", options->per_tensor, "One weight scale per tensor (default: per output channel)");
   cmd->add_flag("--symmetric", options->symmetric, "s8 activations with zero point 0 (default: u8 asymmetric)");
-  cmd->add_option("--keep-float", options->keep_float, "Layer (node) names to leave in f32");
+  cmd->add_option("--keep-float", options->keep_float, "Layer (node) names to leave in f32 (int8, bitplane, winograd-int8)");
   cmd->add_option("--eval-data", options->eval_data, "Held-out inputs (.npy) for --max-accuracy-drop");
   cmd->add_option("--eval-labels", options->eval_labels, "Their class labels (.npy, integers)");
   cmd->add_option("--max-accuracy-drop", options->max_drop,

@@ -4,7 +4,7 @@
 # the pruning masks held fixed (pruned weights stay exactly zero), and writes the fine-tuned models
 # as ONNX with their logits on the committed test images and their accuracy on the 10k test split.
 #
-#   /usr/bin/python3 scripts/finetune_pruned.py [--out models/trained/sparse]
+#   /usr/bin/python3 scripts/finetune_pruned.py [--out models/trained/sparse] [--runs lenet5:global90,...]
 import argparse
 import importlib.util
 import json
@@ -61,15 +61,20 @@ def finetune(model, order, epochs, lr, flip, train_images, train_labels):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(ROOT, "models/trained/sparse"))
+    parser.add_argument("--runs", default="", help="model:config pairs to run (default: all of RUNS)")
     args = parser.parse_args()
+    chosen = set(args.runs.split(",")) if args.runs else None
     torch.set_num_threads(2)
     trained = os.path.join(ROOT, "models/trained")
     train_images, train_labels = train.load_split(train.DATA_DIR, "train")
     test_images, test_labels = train.load_split(train.DATA_DIR, "t10k")
     subset = torch.from_numpy(np.load(os.path.join(trained, "test_images.npy")))
     configs = {name: (method, argument) for name, method, argument in refs.CONFIGS}
-    results = {}
+    summary = os.path.join(args.out, "finetune.json")
+    results = json.load(open(summary))["runs"] if os.path.exists(summary) else {}  # runs done before
     for name, config, epochs, lr in RUNS:
+        if chosen is not None and f"{name}:{config}" not in chosen:
+            continue
         start = time.time()
         model, order = refs.load_model(name, os.path.join(trained, f"{name}.onnx"))
         method, argument = configs[config]
@@ -84,8 +89,9 @@ def main():
                          "sparsity": round(sparsity, 6), "test_accuracy_pruned": before,
                          "test_accuracy_finetuned": after, "seconds": round(time.time() - start, 1)}
         print(stem, results[stem], flush=True)
-    with open(os.path.join(args.out, "finetune.json"), "w") as f:
-        json.dump({"producer": f"torch {torch.__version__}", "threads": 2, "runs": results}, f, indent=2)
+        # Written after every run, so a stopped script keeps what it finished.
+        with open(summary, "w") as f:
+            json.dump({"producer": f"torch {torch.__version__}", "threads": 2, "runs": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,12 @@ Tensor rows(const Tensor& tensor, int64_t begin, int64_t end) {
 }
 
 struct Case {
-  const char* model;
-  const char* config;  // the reference's name in models/trained/sparse
+  const char* model;   // models/trained/<model>.onnx
+  const char* config;  // the reference: models/trained/sparse/<model>_<config>_logits.npy
   SparsityOptions options;
+  // A fine-tuned pruned model (models/trained/sparse/<model>_<config>_finetuned.onnx, already
+  // sparse: pruning it again at the same setting keeps exactly its non-zeros).
+  bool finetuned = false;
 };
 
 SparsityOptions magnitude(double sparsity, SparsityOptions::Method method = SparsityOptions::Method::magnitude) {
@@ -83,8 +86,9 @@ class SparseModel : public ::testing::TestWithParam<Case> {};
 
 TEST_P(SparseModel, RewrittenGraphMatchesPyTorchOnThePrunedModel) {
   const Case& c = GetParam();
-  const std::string reference = std::string(c.model) + "_" + c.config + "_logits.npy";
-  Graph original = load_onnx_model(trained(std::string(c.model) + ".onnx"));
+  const std::string stem = std::string(c.model) + "_" + c.config + (c.finetuned ? "_finetuned" : "");
+  const std::string reference = stem + "_logits.npy";
+  Graph original = load_onnx_model(c.finetuned ? trained("sparse/" + stem + ".onnx") : trained(std::string(c.model) + ".onnx"));
   const int layers = count_ops(original, "Conv") + count_ops(original, "Gemm");
 
   Graph sparse_graph = original;
@@ -121,9 +125,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"lenet5", "nm2of4", n_of_m(2, 4)},
                       Case{"resnet14", "magnitude75", magnitude(0.75)},
                       Case{"resnet14", "global90", magnitude(0.9, SparsityOptions::Method::global_magnitude)},
-                      Case{"resnet14", "nm2of4", n_of_m(2, 4)}),
+                      Case{"resnet14", "nm2of4", n_of_m(2, 4)},
+                      Case{"lenet5", "global90", magnitude(0.9, SparsityOptions::Method::global_magnitude), true},
+                      Case{"lenet5", "nm2of4", n_of_m(2, 4), true},
+                      Case{"resnet14", "global75", magnitude(0.75, SparsityOptions::Method::global_magnitude), true},
+                      Case{"resnet14", "nm2of4", n_of_m(2, 4), true}),
     [](const ::testing::TestParamInfo<Case>& info) {
-      return std::string(info.param.model) + "_" + info.param.config;
+      return std::string(info.param.model) + "_" + info.param.config + (info.param.finetuned ? "_finetuned" : "");
     });
 
 TEST(SparseModel, AutomaticChoiceFollowsTheMeasuredRule) {

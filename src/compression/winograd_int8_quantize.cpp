@@ -7,6 +7,7 @@
 
 #include "graph/passes/passes.h"
 #include "tessera/session.h"
+#include "compression/rewrite_utils.h"
 
 namespace tessera::compression {
 
@@ -151,34 +152,11 @@ WinogradInt8Report apply_winograd_int8(Graph& graph, const WinogradInt8Options& 
     attrs.set_ints("pads", node.attributes.get_ints("pads", {0, 0, 0, 0}));
     attrs.set_int("tap_wise", options.scheme.tap_wise ? 1 : 0);
     attrs.set_int("power_of_two", options.scheme.power_of_two ? 1 : 0);
-    const int output = node.outputs[0];
-    const auto& readers = consumers[size_t(output)];
-    const bool graph_output = std::find(graph.outputs.begin(), graph.outputs.end(), output) != graph.outputs.end();
-    if (readers.size() == 1 && !graph_output) {
-      const Node& reader = graph.nodes[size_t(readers[0])];
-      if (reader.domain.empty() && reader.op_type == "Relu" && reader.outputs.size() == 1) {
-        attrs.set_string("activation", "Relu");
-        rewritten.outputs = reader.outputs;
-        remove[size_t(readers[0])] = true;
-      }
-    }
+    absorb_single_relu(graph, consumers, node, rewritten, attrs, remove);
     report.quantized_layers.push_back(node.name);
     node = std::move(rewritten);
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < graph.nodes.size(); ++i)
-    if (!remove[i]) kept.push_back(std::move(graph.nodes[i]));
-  graph.nodes = std::move(kept);
-  graph.remove_dead_nodes();
-  graph.topological_sort();
-  // Float weights nobody reads any more are dropped.
-  std::vector<bool> read(graph.values.size(), false);
-  for (const Node& node : graph.nodes)
-    for (int in : node.inputs)
-      if (in >= 0) read[size_t(in)] = true;
-  for (int out : graph.outputs) read[size_t(out)] = true;
-  for (size_t v = 0; v < graph.values.size(); ++v)
-    if (!read[v] && graph.values[v].is_constant()) graph.values[v].constant = Tensor();
+  finish_rewrite(graph, remove);
   return report;
 }
 

@@ -145,20 +145,35 @@ class Lowering {
     return *source != nullptr;
   }
 
-  // After node `op`'s output: an optional single-reader Relu, then a single-reader per-tensor Q.
-  bool quantized_output(int value, bool* relu, const Node** q, QuantParams* params) {
+  // After node `op`'s output: an optional single-reader Relu, then a single-reader per-tensor Q
+  // whose output is 8-bit of the given rank (u8 only for matrices). *relu is set only on success.
+  bool quantized_output(int value, bool* relu, const Node** q, QuantParams* params, size_t rank = 4) {
     *relu = false;
     if (!single_consumer(g_, consumers_, value)) return false;
     const Node* next = &g_.nodes[size_t(consumers_[size_t(value)][0])];
+    bool through_relu = false;
     if (next->domain.empty() && next->op_type == "Relu") {
-      *relu = true;
       if (!single_consumer(g_, consumers_, next->outputs[0])) return false;
       next = &g_.nodes[size_t(consumers_[size_t(next->outputs[0])][0])];
+      through_relu = true;
     }
     if (!next->domain.empty() || next->op_type != "QuantizeLinear" || !per_tensor_params(g_, *next, params))
       return false;
+    const Value& out = g_.values[size_t(next->outputs[0])];
+    if (!is_8bit_rank(out, rank) || (rank == 2 && out.dtype != DType::u8)) return false;
     *q = next;
-    return is_8bit_rank4(g_.values[size_t(next->outputs[0])]);
+    *relu = through_relu;
+    return true;
+  }
+
+  // Appends a lowered node whose result stands for the quantized value q_out: in a new NHWC value
+  // (rank 4), or in q_out itself (matrices keep their layout).
+  void emit(Node node, int q_out, const QuantParams& params, bool nhwc) {
+    const int out = nhwc ? new_nhwc_value(q_out, g_.values[size_t(q_out)].dims) : q_out;
+    node.outputs = {out};
+    g_.nodes.push_back(std::move(node));
+    lowered_values_[q_out] = Lowered{out, params, int(g_.nodes.size()) - 1};
+    ++lowered_;
   }
 
   void lower_conv(int index) {
@@ -201,12 +216,7 @@ class Lowering {
     node.attributes.set_int("y_zero_point", y_params.zero_point);
     node.attributes.set_int("relu", relu);
     node.inputs = {x->nhwc, w_dq->inputs[0], w_dq->inputs[1], bias};
-    const int q_out = q->outputs[0];
-    const int out = new_nhwc_value(q_out, g_.values[size_t(q_out)].dims);
-    node.outputs = {out};
-    g_.nodes.push_back(std::move(node));
-    lowered_values_[q_out] = Lowered{out, y_params, int(g_.nodes.size()) - 1};
-    ++lowered_;
+    emit(std::move(node), q->outputs[0], y_params, true);
   }
 
   int float_bias(int value, int64_t cout) {
@@ -256,12 +266,7 @@ class Lowering {
     node.attributes.set_float("y_scale", y_params.scale);
     node.attributes.set_int("y_zero_point", y_params.zero_point);
     node.attributes.set_int("relu", relu);
-    const int q_out = q->outputs[0];
-    const int out = new_nhwc_value(q_out, g_.values[size_t(q_out)].dims);
-    node.outputs = {out};
-    g_.nodes.push_back(std::move(node));
-    lowered_values_[q_out] = Lowered{out, y_params, int(g_.nodes.size()) - 1};
-    ++lowered_;
+    emit(std::move(node), q->outputs[0], y_params, true);
   }
 
   static bool params_equal(const QuantParams& a, const QuantParams& b) {
@@ -335,7 +340,7 @@ class Lowering {
     bool relu = false;
     const Node* q = nullptr;
     QuantParams y_params;
-    const bool quantized = quantized_output_matrix(mm.outputs[0], &relu, &q, &y_params);
+    const bool quantized = quantized_output(mm.outputs[0], &relu, &q, &y_params, 2);
     // Weights as [K, N] (the GEMM's B), transposed here when the Gemm reads them as [N, K].
     int weights = w_dq->inputs[0];
     if (transposed) {
@@ -356,36 +361,14 @@ class Lowering {
       node.attributes.set_string("output", "u8");
       node.attributes.set_float("y_scale", y_params.scale);
       node.attributes.set_int("y_zero_point", y_params.zero_point);
-      const int q_out = q->outputs[0];
-      node.outputs = {q_out};
-      g_.nodes.push_back(std::move(node));
-      lowered_values_[q_out] = Lowered{q_out, y_params, int(g_.nodes.size()) - 1};
+      emit(std::move(node), q->outputs[0], y_params, false);
     } else {
       node.attributes.set_string("output", "f32");
       node.outputs = {mm.outputs[0]};
       g_.nodes.push_back(std::move(node));
       replaced_.push_back(index);  // the float node: its output is now written by Int8MatMul
+      ++lowered_;
     }
-    ++lowered_;
-  }
-
-  // Like quantized_output, for rank-2 u8 results.
-  bool quantized_output_matrix(int value, bool* relu, const Node** q, QuantParams* params) {
-    *relu = false;
-    if (!single_consumer(g_, consumers_, value)) return false;
-    const Node* next = &g_.nodes[size_t(consumers_[size_t(value)][0])];
-    if (next->domain.empty() && next->op_type == "Relu") {
-      if (!single_consumer(g_, consumers_, next->outputs[0])) return false;
-      const Node* after = &g_.nodes[size_t(consumers_[size_t(next->outputs[0])][0])];
-      if (!after->domain.empty() || after->op_type != "QuantizeLinear") return false;
-      *relu = true;
-      next = after;
-    }
-    if (!next->domain.empty() || next->op_type != "QuantizeLinear" || !per_tensor_params(g_, *next, params))
-      return false;
-    *q = next;
-    const Value& out = g_.values[size_t(next->outputs[0])];
-    return is_8bit_rank(out, 2) && out.dtype == DType::u8;
   }
 
   void lower_pool(int index) {
@@ -411,12 +394,7 @@ class Lowering {
     node.attributes.set_float("y_scale", y_params.scale);
     node.attributes.set_int("y_zero_point", y_params.zero_point);
     node.inputs = {x->nhwc};
-    const int q_out = q->outputs[0];
-    const int out = new_nhwc_value(q_out, g_.values[size_t(q_out)].dims);
-    node.outputs = {out};
-    g_.nodes.push_back(std::move(node));
-    lowered_values_[q_out] = Lowered{out, y_params, int(g_.nodes.size()) - 1};
-    ++lowered_;
+    emit(std::move(node), q->outputs[0], y_params, true);
   }
 
   // Lowered values still read in their original form get it back from their NHWC form; their

@@ -63,17 +63,7 @@ Prepared& prepared(int model, int setting) {
   }
   Prepared p;
   p.session = std::make_unique<Session>(graph, SessionOptions{2});
-  const Data& d = data();
-  const int64_t count = d.test_images.dim(0), batch = 250;
-  int64_t correct = 0;
-  for (int64_t begin = 0; begin < count; begin += batch) {
-    const int64_t end = std::min(count, begin + batch);
-    const Tensor logits = p.session->run({{"input", rows(d.test_images, begin, end)}}).at("logits");
-    for (int64_t i = 0; i < end - begin; ++i) {
-      const float* l = logits.data<float>() + i * 10;
-      correct += std::max_element(l, l + 10) - l == d.test_labels[size_t(begin + i)];
-    }
-  }
+  const int64_t count = data().test_images.dim(0), correct = count_correct(*p.session);
   p.accuracy = double(correct) / double(count);
   p.weight_bytes = int64_t(p.session->plan_stats().weight_bytes);
   std::printf("%-8s %-5s accuracy %.2f%% (%lld / %lld); %s\n", kModels[model], setting_name(setting).c_str(),

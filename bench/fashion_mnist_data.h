@@ -1,6 +1,7 @@
 // Fashion-MNIST for the model benches: the 10k test split and 256 training images for
 // calibration from Debian's dataset-fashion-mnist (IDX, gzipped), else the committed test images.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "tessera/npy.h"
+#include "tessera/session.h"
 #include "tessera/tensor.h"
 
 namespace tessera::bench_data {
@@ -79,6 +81,22 @@ inline const Data& data() {
     return d;
   }();
   return loaded;
+}
+
+// Test images the session classifies right (logits output of 10 classes; batches of 250).
+inline int64_t count_correct(Session& session) {
+  const Data& d = data();
+  const int64_t count = d.test_images.dim(0), batch = 250;
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < count; begin += batch) {
+    const int64_t end = std::min(count, begin + batch);
+    const Tensor logits = session.run({{"input", rows(d.test_images, begin, end)}}).at("logits");
+    for (int64_t i = 0; i < end - begin; ++i) {
+      const float* l = logits.data<float>() + i * 10;
+      correct += std::max_element(l, l + 10) - l == d.test_labels[size_t(begin + i)];
+    }
+  }
+  return correct;
 }
 
 }  // namespace tessera::bench_data

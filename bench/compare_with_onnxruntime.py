@@ -37,6 +37,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--zoo", default="models/zoo")
+    parser.add_argument("--tessera", default="build/tessera",
+                        help="the tessera binary (another build's, to compare two versions beside the peer)")
     args = parser.parse_args()
 
     rows = []
@@ -48,7 +50,7 @@ def main():
         for threads in args.threads:
             tessera_medians, ort_medians, tessera_p90, ort_p90 = [], [], [], []
             for _ in range(args.rounds):
-                tessera = ["build/tessera", "bench", model_path, "--threads", str(threads),
+                tessera = [args.tessera, "bench", model_path, "--threads", str(threads),
                            "--iters", str(args.iters), "--warmup", str(args.warmup)]
                 for name, path in inputs:
                     tessera += ["-i", f"{name}={path}"]

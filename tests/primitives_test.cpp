@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -270,6 +271,55 @@ TEST(Primitives, UnaryAllKindsWithTails) {
         prim::unary_f32({c.kind, c.alpha, c.beta}, int64_t(n), z.data(), z.data());
         EXPECT_EQ(0, std::memcmp(z.data(), y.data(), n * sizeof(float))) << "in place differs";
       }
+    }
+  });
+}
+
+// Two key blocks of an online softmax, against the softmax of the whole row in double: the
+// weights after the second block, rescaled first-block weights, row sums and maxima; rows that
+// see nothing in a block (all -inf) and scores far below the maximum (flushed to 0).
+TEST(Primitives, OnlineSoftmaxBlockMatchesWholeRowSoftmax) {
+  for_each_isa([](Isa) {
+    const float inf = std::numeric_limits<float>::infinity();
+    for (int64_t cols : {int64_t(1), int64_t(7), int64_t(16), int64_t(17), int64_t(40), int64_t(128), int64_t(131)}) {
+      SCOPED_TRACE("cols " + std::to_string(cols));
+      const int64_t rows = 5, ld = cols + 3;
+      std::vector<float> first = random_vector(size_t(rows * ld), uint32_t(cols), -6.f, 6.f);
+      std::vector<float> second = random_vector(size_t(rows * ld), uint32_t(cols + 100), -6.f, 6.f);
+      for (int64_t j = 0; j < cols; ++j) first[size_t(1 * ld + j)] = -inf;        // row 1: nothing in block 1
+      first[size_t(2 * ld)] = 200.f;                                               // row 2: the rest flush to 0
+      for (int64_t j = 0; j < cols; ++j) second[size_t(3 * ld + j)] = -inf;       // row 3: nothing in block 2
+      const std::vector<float> first_in = first, second_in = second;
+      std::vector<float> row_max(rows, -inf), row_sum(rows, 0.f), rescale1(rows), rescale2(rows);
+      prim::online_softmax_block_f32(rows, cols, first.data(), ld, row_max.data(), row_sum.data(), rescale1.data());
+      prim::online_softmax_block_f32(rows, cols, second.data(), ld, row_max.data(), row_sum.data(), rescale2.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        SCOPED_TRACE("row " + std::to_string(r));
+        double m = -inf;
+        for (int64_t j = 0; j < cols; ++j)
+          m = std::max({m, double(first_in[size_t(r * ld + j)]), double(second_in[size_t(r * ld + j)])});
+        double sum = 0;
+        for (int64_t j = 0; j < cols; ++j)
+          sum += std::exp(first_in[size_t(r * ld + j)] - m) + std::exp(second_in[size_t(r * ld + j)] - m);
+        EXPECT_EQ(row_max[size_t(r)], float(m));
+        EXPECT_NEAR(row_sum[size_t(r)], sum, 1e-5 * sum);
+        for (int64_t j = 0; j < cols; ++j) {
+          // A first-block weight times the second block's rescale is its weight at the final max.
+          const double want1 = std::exp(first_in[size_t(r * ld + j)] - m);
+          const double got1 = double(first[size_t(r * ld + j)]) * rescale2[size_t(r)];
+          const double want2 = std::exp(second_in[size_t(r * ld + j)] - m);
+          const double got2 = second[size_t(r * ld + j)];
+          EXPECT_NEAR(got1, want1, 2e-6 * std::max(1.0, want1)) << "first block, column " << j;
+          EXPECT_NEAR(got2, want2, 2e-6 * std::max(1.0, want2)) << "second block, column " << j;
+        }
+        for (int64_t j = cols; j < ld; ++j) {  // the padding past each row is untouched
+          EXPECT_EQ(first[size_t(r * ld + j)], first_in[size_t(r * ld + j)]);
+          EXPECT_EQ(second[size_t(r * ld + j)], second_in[size_t(r * ld + j)]);
+        }
+      }
+      EXPECT_EQ(rescale1[1], 1.f);  // nothing visible: weights are zeros and the factor is 1
+      for (int64_t j = 0; j < cols; ++j) EXPECT_EQ(first[size_t(1 * ld + j)], 0.f);
+      for (int64_t j = 1; j < cols; ++j) EXPECT_EQ(first[size_t(2 * ld + j)], 0.f) << "not flushed";
     }
   });
 }

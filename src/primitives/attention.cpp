@@ -17,8 +17,6 @@ namespace {
 // output accumulator stay in L2 while a key block's K and V stream through.
 constexpr int64_t kQueryBlock = 256;
 constexpr int64_t kKeyBlock = 256;
-// exp(x) is subnormal below ln(FLT_MIN) = -87.34 and rounds to 0 below -104.
-constexpr float kSubnormalExponent = -87.33f, kFlushedExponent = 105.f;
 
 struct Scratch {
   std::vector<float> scores, accumulator, row_max, row_sum, scale, q_copy, k_copy, v_copy;
@@ -45,7 +43,7 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
   const int64_t shift = p.key_length - p.query_length;  // causal alignment
   Scratch& s = scratch;
   s.scores.resize(size_t(rows * kKeyBlock));
-  s.accumulator.assign(size_t(rows * dv), 0.f);
+  s.accumulator.resize(size_t(rows * dv));  // the first key block stores into it
   s.row_max.assign(size_t(rows), -std::numeric_limits<float>::infinity());
   s.row_sum.assign(size_t(rows), 0.f);
   s.scale.resize(size_t(rows));
@@ -57,8 +55,7 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
   const float* v_base = p.v.data + b * p.v.batch_stride + h * p.v.head_stride;
   // Causal: no key beyond the last row's horizon is read at all.
   const int64_t key_end = p.causal ? std::min(p.key_length, q1 - 1 + shift + 1) : p.key_length;
-  UnaryParams exp_params;
-  exp_params.kind = UnaryKind::exp;
+  if (key_end <= 0) std::fill(s.accumulator.begin(), s.accumulator.end(), 0.f);
   for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock) {
     const int64_t keys = std::min(kKeyBlock, key_end - k0);
     float* sc = s.scores.data();
@@ -99,39 +96,23 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
           sc[i * keys + j] = -std::numeric_limits<float>::infinity();
       }
     }
-    // Online softmax: new row maxima, rescale what was accumulated, exponentiate this block.
-    for (int64_t i = 0; i < rows; ++i) {
-      float* srow = sc + i * keys;
-      float block_max;
-      reduce_rows_f32(ReduceKind::max, 1, keys, srow, keys, &block_max);
-      const float new_max = std::max(s.row_max[size_t(i)], block_max);
-      if (new_max == -std::numeric_limits<float>::infinity()) {  // nothing visible yet
-        std::fill(srow, srow + keys, 0.f);
-        s.scale[size_t(i)] = 1.f;
-        continue;
-      }
-      s.scale[size_t(i)] = std::exp(s.row_max[size_t(i)] - new_max);
-      s.row_max[size_t(i)] = new_max;
-      // Scores more than ln(FLT_MIN) below the maximum would give subnormal weights, which cost
-      // microcode assists in exp and in the P V product; they become exactly 0 (their true
-      // weight is below 1.2e-38 of the row's largest).
-      for (int64_t j = 0; j < keys; ++j) {
-        const float shifted = srow[j] - new_max;
-        srow[j] = shifted < kSubnormalExponent ? -kFlushedExponent : shifted;
-      }
-      unary_f32(exp_params, keys, srow, srow);
-      float block_sum;
-      reduce_rows_f32(ReduceKind::sum, 1, keys, srow, keys, &block_sum);
-      s.row_sum[size_t(i)] = s.row_sum[size_t(i)] * s.scale[size_t(i)] + block_sum;
-      if (s.scale[size_t(i)] != 1.f) {
+    // Online softmax: new row maxima, this block exponentiated, and the factor that rescales
+    // what earlier blocks accumulated (nothing to rescale on the first block: P V is stored).
+    online_softmax_block_f32(rows, keys, sc, keys, s.row_max.data(), s.row_sum.data(), s.scale.data());
+    const bool first_block = k0 == 0;
+    if (!first_block) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const float factor = s.scale[size_t(i)];
+        if (factor == 1.f) continue;
         float* acc = s.accumulator.data() + i * dv;
-        for (int64_t c = 0; c < dv; ++c) acc[c] *= s.scale[size_t(i)];
+        for (int64_t c = 0; c < dv; ++c) acc[c] *= factor;
       }
     }
-    // accumulator += P V.
+    // accumulator (+)= P V.
     int64_t ldv;
     const float* v = dense_rows(v_base + k0 * p.v.row_stride, keys, dv, p.v.row_stride, p.v.column_stride, s.v_copy, &ldv);
-    gemm_f32(false, false, rows, dv, keys, 1.f, sc, keys, v, ldv, 1.f, s.accumulator.data(), dv, nullptr);
+    gemm_f32(false, false, rows, dv, keys, 1.f, sc, keys, v, ldv, first_block ? 0.f : 1.f, s.accumulator.data(), dv,
+             nullptr);
   }
   float* out = p.out + b * p.out_batch_stride + h * p.out_head_stride + q0 * p.out_row_stride;
   for (int64_t i = 0; i < rows; ++i) {

@@ -172,6 +172,12 @@ void reduce_rows_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x
   detail::eltwise_kernels(active_isa()).reduce_rows(kind, rows, cols, x, ldx, y);
 }
 
+void online_softmax_block_f32(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
+                              float* row_sum, float* rescale) {
+  if (rows <= 0) return;
+  detail::eltwise_kernels(active_isa()).online_softmax_block(rows, cols, scores, ld, row_max, row_sum, rescale);
+}
+
 void reduce_cols_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y) {
   if (cols <= 0) return;
   detail::eltwise_kernels(active_isa()).reduce_cols(kind, rows, cols, x, ldx, y);

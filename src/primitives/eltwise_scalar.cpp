@@ -1,5 +1,6 @@
 // Portable unary, binary and reduction kernels: the path for CPUs without AVX2 and the
 // per-element definitions (unary_one, binary_one) that the vector kernels fall back to.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -311,6 +312,28 @@ void binary_row_scalar(BinaryKind kind, int64_t n, const float* a, int64_t a_ste
   }
 }
 
+void online_softmax_block_scalar(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
+                                 float* row_sum, float* rescale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* x = scores + r * ld;
+    float m = row_max[r];
+    for (int64_t j = 0; j < cols; ++j) m = std::max(m, x[j]);
+    if (m == -std::numeric_limits<float>::infinity()) {  // nothing visible yet
+      std::fill(x, x + cols, 0.f);
+      rescale[r] = 1.f;
+      continue;
+    }
+    rescale[r] = std::exp(row_max[r] - m);
+    row_max[r] = m;
+    float sum = 0.f;
+    for (int64_t j = 0; j < cols; ++j) {
+      const float shifted = x[j] - m;
+      sum += x[j] = std::exp(shifted < kSoftmaxFlushBelow ? kSoftmaxFlushedTo : shifted);
+    }
+    row_sum[r] = row_sum[r] * rescale[r] + sum;
+  }
+}
+
 float apply_epilogue_one(const GemmEpilogue& e, int64_t row, int64_t col, float v) {
   if (e.bias_per_column) v += e.bias_per_column[col];
   if (e.bias_per_row) v += e.bias_per_row[row];
@@ -320,6 +343,6 @@ float apply_epilogue_one(const GemmEpilogue& e, int64_t row, int64_t col, float 
 }
 
 constinit const EltwiseKernels kEltwiseScalar = {unary_scalar, binary_row_scalar, reduce_rows_scalar,
-                                                 reduce_cols_scalar};
+                                                 reduce_cols_scalar, online_softmax_block_scalar};
 
 }  // namespace tessera::primitives::detail

@@ -277,6 +277,57 @@ struct EltwiseVector {
     }
   }
 
+  static void online_softmax_block(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
+                                   float* row_sum, float* rescale) {
+    const float inf = __builtin_inff();
+    const V flush_below = S::set1(kSoftmaxFlushBelow), flushed = S::set1(kSoftmaxFlushedTo);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* x = scores + r * ld;
+      V m0 = S::set1(row_max[r]), m1 = m0;
+      int64_t i = 0;
+      for (; i + 2 * L <= cols; i += 2 * L) {
+        m0 = S::max(m0, S::load(x + i));
+        m1 = S::max(m1, S::load(x + i + L));
+      }
+      for (; i + L <= cols; i += L) m0 = S::max(m0, S::load(x + i));
+      if (i < cols) m1 = S::max(m1, S::load_first_or(x + i, cols - i, S::set1(-inf)));
+      const float m = S::reduce_max(S::max(m0, m1));
+      if (m == -inf) {  // nothing visible yet
+        std::memset(x, 0, size_t(cols) * sizeof(float));
+        rescale[r] = 1.f;
+        continue;
+      }
+      rescale[r] = __builtin_expf(row_max[r] - m);
+      row_max[r] = m;
+      const V shift = S::set1(m);
+      auto weight = [&](V v) {
+        const V shifted = S::sub(v, shift);
+        return M::exp(S::select(S::lt(shifted, flush_below), flushed, shifted));
+      };
+      V s0 = S::set1(0.f), s1 = s0;
+      i = 0;
+      for (; i + 2 * L <= cols; i += 2 * L) {
+        const V e0 = weight(S::load(x + i)), e1 = weight(S::load(x + i + L));
+        S::store(x + i, e0);
+        S::store(x + i + L, e1);
+        s0 = S::add(s0, e0);
+        s1 = S::add(s1, e1);
+      }
+      for (; i + L <= cols; i += L) {
+        const V e = weight(S::load(x + i));
+        S::store(x + i, e);
+        s0 = S::add(s0, e);
+      }
+      if (i < cols) {
+        // Missing lanes read as -inf, whose weight is exactly 0.
+        const V e = weight(S::load_first_or(x + i, cols - i, S::set1(-inf)));
+        S::store_first(x + i, cols - i, e);
+        s1 = S::add(s1, e);
+      }
+      row_sum[r] = row_sum[r] * rescale[r] + S::reduce_add(S::add(s0, s1));
+    }
+  }
+
   // Joins two partial accumulators (sums of squares and of |x| join by adding).
   static V join(ReduceKind kind, V a, V b) {
     switch (kind) {

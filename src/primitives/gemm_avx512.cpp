@@ -20,6 +20,24 @@ inline __mmask16 lanes_mask(int count) {
   return count >= kLanes ? __mmask16(0xffff) : __mmask16((1u << count) - 1);
 }
 
+// One k step of the tile: acc += A(:, kk) B(kk, :).
+template <int ROWS, int NV, bool PACKED_A, bool MASK_B>
+inline void multiply_add_step(__m512 (&acc)[ROWS][NV], const float* a, int64_t lda, const float* b,
+                              int64_t b_vector_offset, __mmask16 last_mask) {
+  __m512 bv[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    const float* src = b + v * b_vector_offset;
+    bv[v] = (MASK_B && v == NV - 1) ? _mm512_maskz_loadu_ps(last_mask, src) : _mm512_loadu_ps(src);
+  }
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) {
+    const __m512 av = _mm512_set1_ps(PACKED_A ? a[r] : a[r * lda]);
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+  }
+}
+
 // Accumulates depth k of one (A, B) pair into acc. A is either a packed micro-panel
 // (a[kk * kRows + r]) or row-major (a[r * lda + kk]); B rows are b_row_stride apart.
 // With CHECK (packed A only), the thread-level ABFT checksum rides along in a 29th accumulator:
@@ -29,20 +47,29 @@ template <int ROWS, int NV, bool PACKED_A, bool MASK_B, bool CHECK = false>
 inline void accumulate(__m512 (&acc)[ROWS][NV], const float* a, int64_t lda, const float* b,
                        int64_t b_row_stride, int64_t b_vector_offset, int64_t k, __mmask16 last_mask,
                        const float* b_sum = nullptr, __m512* check = nullptr) {
+  if constexpr (ROWS * NV < 8 && !CHECK) {
+    // Fewer than 8 accumulators cannot hide the FMA latency (4 cycles on 2 ports): a 2-row tail
+    // tile ran at half the rate. Even and odd k go to two sets, added at the end.
+    __m512 odd[ROWS][NV];
+    for (int r = 0; r < ROWS; ++r)
+      for (int v = 0; v < NV; ++v) odd[r][v] = _mm512_setzero_ps();
+    const int64_t a_step = PACKED_A ? kRows : 1;
+    int64_t kk = 0;
+    for (; kk + 2 <= k; kk += 2) {
+      multiply_add_step<ROWS, NV, PACKED_A, MASK_B>(acc, a, lda, b, b_vector_offset, last_mask);
+      multiply_add_step<ROWS, NV, PACKED_A, MASK_B>(odd, a + a_step, lda, b + b_row_stride, b_vector_offset,
+                                                    last_mask);
+      a += 2 * a_step;
+      b += 2 * b_row_stride;
+    }
+    if (kk < k) multiply_add_step<ROWS, NV, PACKED_A, MASK_B>(acc, a, lda, b, b_vector_offset, last_mask);
+    for (int r = 0; r < ROWS; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_add_ps(acc[r][v], odd[r][v]);
+    return;
+  }
 #pragma GCC unroll 4
   for (int64_t kk = 0; kk < k; ++kk) {
-    __m512 bv[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) {
-      const float* src = b + v * b_vector_offset;
-      bv[v] = (MASK_B && v == NV - 1) ? _mm512_maskz_loadu_ps(last_mask, src) : _mm512_loadu_ps(src);
-    }
-#pragma GCC unroll 14
-    for (int r = 0; r < ROWS; ++r) {
-      const __m512 av = _mm512_set1_ps(PACKED_A ? a[r] : a[r * lda]);
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-    }
+    multiply_add_step<ROWS, NV, PACKED_A, MASK_B>(acc, a, lda, b, b_vector_offset, last_mask);
     if constexpr (CHECK) {
       *check = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes_mask(ROWS), a), _mm512_set1_ps(b_sum[kk]), *check);
     }

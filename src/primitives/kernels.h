@@ -19,6 +19,8 @@ void binary_row_scalar(BinaryKind kind, int64_t n, const float* a, int64_t a_ste
 void unary_scalar(const UnaryParams& params, int64_t n, const float* x, float* y);
 void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
 void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
+void online_softmax_block_scalar(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
+                                 float* row_sum, float* rescale);
 
 struct EltwiseKernels {
   void (*unary)(const UnaryParams& params, int64_t n, const float* x, float* y);
@@ -27,7 +29,13 @@ struct EltwiseKernels {
                      int64_t b_step, float* y);
   void (*reduce_rows)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
   void (*reduce_cols)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
+  void (*online_softmax_block)(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
+                               float* row_sum, float* rescale);
 };
+
+// Where online_softmax_block flushes: exp(x) is subnormal below ln(FLT_MIN) = -87.34, so shifted
+// scores below kSoftmaxFlushBelow become kSoftmaxFlushedTo, whose exp is exactly 0.
+constexpr float kSoftmaxFlushBelow = -87.33f, kSoftmaxFlushedTo = -105.f;
 
 // Everything one call of a GEMM microkernel needs: a register tile of `rows` x `cols` of C,
 // accumulated over `batch` (A, B) pairs of depth k, then stored through the epilogue.

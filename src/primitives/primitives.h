@@ -69,6 +69,15 @@ void reduce_rows_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x
 void reduce_cols_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx,
                      float* y);
 
+// One key block of an online softmax (attention's row-tiled softmax): for each row r of
+// scores[rows, cols] (row stride ld): m = max(row_max[r], max of the row); the row becomes
+// exp(score - m), with scores more than ln(FLT_MIN) below m flushed to exactly 0 (their weight
+// would be subnormal); rescale[r] = exp(old row_max[r] - m), the factor for what was accumulated
+// before; row_sum[r] = row_sum[r] * rescale[r] + the row's new sum; row_max[r] = m. A row with
+// nothing visible yet (m = -inf) becomes zeros with rescale 1.
+void online_softmax_block_f32(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
+                              float* row_sum, float* rescale);
+
 // ---------------------------------------------------------------- transpose / pack
 // dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols; any element size.
 void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, void* dst,

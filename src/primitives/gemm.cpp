@@ -122,6 +122,9 @@ struct RangeCheck {
   const GemmKernel& kernel;
   int64_t m_begin, m_end, n_begin, n_end;
   Mode mode;
+  // Global checks whose sums the microkernel makes in its store step (no fault hook to corrupt
+  // the stored tile first): the tile is stored once, through the epilogue.
+  bool fused_sums = false;
   // The buffers live per thread and only grow (assign reuses their capacity): a GEMM call, which
   // may be one of a Winograd convolution's 36 small ones, allocates nothing.
   struct Buffers {
@@ -167,6 +170,7 @@ struct RangeCheck {
       return;
     }
     mode = p.packed_b ? Mode::global_rows : Mode::global_columns;
+    fused_sums = kernel.fused_global_sums && !p.check->fault_hook;
     if (mode == Mode::global_rows) {
       const int64_t rows = m_end - m_begin;
       c_sum.assign(size_t(rows * kPanelWidth), 0.f);  // 16-lane partial sums per row
@@ -263,9 +267,16 @@ struct RangeCheck {
                2;  // ceil: see RowTiles
   }
 
-  // Sets up (fused) or completes (driver loop) the thread-level sums of one tile call.
-  void prepare_tile(GemmTileArgs& t, int64_t nc0) {
+  // Sets up (fused) or completes (driver loop) the thread-level sums of one tile call; for fused
+  // global sums, hands the kernel where to add them on the tile's last K block.
+  void prepare_tile(GemmTileArgs& t, int64_t nc0, bool last_k_block) {
     t.check_reference = nullptr;
+    t.check_column_sums = nullptr;
+    t.check_row_partials = nullptr;
+    if (fused_sums && last_k_block) {
+      if (mode == Mode::global_columns) t.check_column_sums = c_sum.data() + (t.col0 - n_begin);
+      if (mode == Mode::global_rows) t.check_row_partials = c_sum.data() + (t.row0 - m_begin) * kPanelWidth;
+    }
     if (mode != Mode::thread || !kernel.fused_check || t.k == 0) return;
     float* ref = tile_reference(t.row0, t.col0, nc0);
     t.check_b_sum = tile_sums + ((t.col0 - nc0) / kernel.nr) * tile_sums_stride;
@@ -305,6 +316,7 @@ struct RangeCheck {
   // After a tile's last K block: fault hook, then the thread-level check or the global sums, then
   // the epilogue on the tile while it is in L1.
   void finish_tile(const GemmTileArgs& t, int64_t nc0) {
+    if (fused_sums) return;  // the kernel made the sums and applied the epilogue
     const GemmCheck& check = *p.check;
     if (check.fault_hook) check.fault_hook(check.fault_context, t.row0, t.col0, t.rows, t.cols, t.c, t.ldc);
     if (mode == Mode::global_columns) {
@@ -576,8 +588,9 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
       args.k = depth;
       args.beta = k0 == 0 ? p.beta : 1.f;
       const bool last_k_block = k0 + depth >= p.K;
-      // Checked: the kernel stores the raw product; RangeCheck::finish_tile applies the epilogue.
-      args.epilogue = last_k_block && !check ? p.epilogue : nullptr;
+      // Checked: the kernel stores the raw product and RangeCheck::finish_tile applies the
+      // epilogue, unless the kernel makes the global sums itself.
+      args.epilogue = last_k_block && (!check || check->fused_sums) ? p.epilogue : nullptr;
       if (check) check->add_b_block(b_block, panel_stride, b_origin, k0, depth, nc0, nc_end);
       for (int64_t mb = m_begin; mb < m_end; mb += mc) {
         const int64_t mb_end = std::min(m_end, mb + mc);
@@ -632,7 +645,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
                 continue;
               }
               if (k0 == 0 && p.beta != 0.f) check->add_old_c(args, nc0);
-              check->prepare_tile(args, nc0);
+              check->prepare_tile(args, nc0, last_k_block);
               kernel.tile(args);
               check->after_tile_call(args, a_pointer, nc0);
               if (last_k_block) check->finish_tile(args, nc0);

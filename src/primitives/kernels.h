@@ -71,6 +71,11 @@ struct GemmTileArgs {
   // GemmKernel::tile_reference after the tile.
   const float* check_b_sum = nullptr;
   float* check_reference = nullptr;
+  // Global ABFT sums made in the store step (GemmKernel::fused_global_sums), from the registers
+  // after beta * C and before the epilogue: column j's sum added to check_column_sums[j], or row
+  // r's 16-lane partial sum to check_row_partials[r * 16 .. r * 16 + 15].
+  float* check_column_sums = nullptr;
+  float* check_row_partials = nullptr;
   // Lines (64 bytes each, contiguous from `prefetch`) that kernels with GemmKernel::prefetches_b
   // request into L2 while they compute the tile, spread over its k steps: the next block of
   // packed weights, which would otherwise arrive from memory only when the next tile stalls on it.
@@ -116,6 +121,7 @@ struct GemmKernel {
   // j < cols (a finished tile, read back from L1).
   void (*tile_row_sums)(const float* c, int64_t ldc, int rows, int cols, float* sums, float* abs_sums);
   bool prefetches_b = false;  // tile() issues GemmTileArgs::prefetch itself
+  bool fused_global_sums = false;  // tile() makes check_column_sums / check_row_partials itself
 };
 
 // The portable ABFT sums, which the vector tables use where they have none of their own.

@@ -333,18 +333,23 @@ std::unique_ptr<Kernel> make_split(KernelCreateContext& ctx) {
     if (d < axis) outer *= x.shape[size_t(d)];
     else if (d > axis) inner *= x.shape[size_t(d)];
   return std::make_unique<LambdaKernel>([=](const std::vector<const Tensor*>& in,
-                                            const std::vector<Tensor*>& o, ExecContext&) {
+                                            const std::vector<Tensor*>& o, ExecContext& e) {
     const char* src = static_cast<const char*>(in[0]->raw_data());
-    int64_t in_row = dim * inner;
-    for (int64_t r = 0; r < outer; ++r) {
-      int64_t offset = r * in_row;
-      for (size_t i = 0; i < o.size(); ++i) {
-        int64_t bytes = sizes[i] * inner;
-        if (o[i] && bytes > 0)
-          std::memcpy(static_cast<char*>(o[i]->raw_data()) + r * bytes, src + offset, size_t(bytes));
-        offset += bytes;
+    const int64_t in_row = dim * inner;
+    auto copy_rows = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        int64_t offset = r * in_row;
+        for (size_t i = 0; i < o.size(); ++i) {
+          int64_t bytes = sizes[i] * inner;
+          if (o[i] && bytes > 0)
+            std::memcpy(static_cast<char*>(o[i]->raw_data()) + r * bytes, src + offset, size_t(bytes));
+          offset += bytes;
+        }
       }
-    }
+    };
+    // Rows of at least 64 KiB per chunk (BERT's merged QKV: 1.2 MB split per layer), so only
+    // copies worth a wake-up are shared.
+    e.pool.parallel_for(outer, copy_rows, std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, in_row)));
   });
 }
 

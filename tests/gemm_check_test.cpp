@@ -282,6 +282,54 @@ TEST(GemmCheck, CallerColumnSumsOfAServeTheGlobalCheck) {
   });
 }
 
+// auto's thread-level check runs only where B was packed at plan time: with B packed per call it
+// falls back to the global check (counted), which still catches a flip above its bound; with
+// plan-time B the thread-level check runs (no fallback, one check per row and register tile).
+TEST(GemmCheck, ThreadOnlyWithPlanTimeBFallsBackToGlobalForPerCallB) {
+  for_each_isa([](Isa) {
+    const Shape s{40, 70, 300};
+    const auto A = random_vector(size_t(s.M * s.K), 31), B = random_vector(size_t(s.K * s.N), 32);
+    std::vector<float> C(size_t(s.M * s.N));
+    {  // per-call B: the global check by columns, one per column of C
+      GemmCheckCounters counters;
+      GemmCheck check = make_check(GemmCheckScheme::thread, counters);
+      check.thread_only_with_plan_time_b = true;
+      prim::GemmEpilogue e;
+      e.check = &check;
+      prim::gemm_f32(false, false, s.M, s.N, s.K, 1.f, A.data(), s.K, B.data(), s.N, 0.f, C.data(), s.N, nullptr, &e);
+      EXPECT_GT(counters.thread_fallbacks.load(), 0);
+      EXPECT_EQ(counters.checks.load(), s.N);
+      EXPECT_EQ(counters.detections.load(), 0);
+      BitFlip flip;
+      flip.row = 17;
+      flip.col = 45;
+      flip.bit = 30;
+      GemmCheckCounters flipped_counters;
+      GemmCheck flipped = make_check(GemmCheckScheme::thread, flipped_counters, &BitFlip::hook, &flip);
+      flipped.thread_only_with_plan_time_b = true;
+      prim::GemmEpilogue flipped_epilogue;
+      flipped_epilogue.check = &flipped;
+      prim::gemm_f32(false, false, s.M, s.N, s.K, 1.f, A.data(), s.K, B.data(), s.N, 0.f, C.data(), s.N, nullptr,
+                     &flipped_epilogue);
+      ASSERT_TRUE(flip.done);
+      ASSERT_GT(std::fabs(double(flip.after) - flip.before), column_bound(A, B, s, flip.col));
+      EXPECT_EQ(flipped_counters.detections.load(), 1);
+    }
+    {  // plan-time B: thread-level, one check per row of every register tile
+      GemmCheckCounters counters;
+      GemmCheck check = make_check(GemmCheckScheme::thread, counters);
+      check.thread_only_with_plan_time_b = true;
+      prim::GemmEpilogue e;
+      e.check = &check;
+      const prim::PackedB packed(s.K, s.N, B.data(), s.N, false);
+      prim::gemm_packed_f32(s.M, A.data(), s.K, packed, C.data(), s.N, e, nullptr);
+      EXPECT_EQ(counters.thread_fallbacks.load(), 0);
+      EXPECT_GT(counters.checks.load(), s.M);
+      EXPECT_EQ(counters.detections.load(), 0);
+    }
+  });
+}
+
 TEST(GemmCheck, ThreadPoolSplitsCheckEveryRow) {
   tessera::ThreadPool pool(2);
   const Shape s{200, 300, 150};

@@ -162,7 +162,10 @@ struct RangeCheck {
       mode = Mode::hook_only;
       return;
     }
-    if (p.check->scheme == GemmCheckScheme::thread) {
+    const bool thread_fallback =
+        p.check->scheme == GemmCheckScheme::thread && p.check->thread_only_with_plan_time_b && !p.packed_b;
+    if (thread_fallback) p.check->counters->thread_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    if (p.check->scheme == GemmCheckScheme::thread && !thread_fallback) {
       mode = Mode::thread;
       full_tile_bound.emplace(*p.check, p.K + kernel.nr);
       edge_cols = int((n_end - n_begin) % kernel.nr);

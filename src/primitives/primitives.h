@@ -104,6 +104,9 @@ enum class GemmCheckScheme { global, thread, hook_only };
 struct GemmCheckCounters {
   std::atomic<int64_t> checks{0};      // row checksums compared
   std::atomic<int64_t> detections{0};  // rows whose difference exceeded the bound
+  // GEMM ranges that ran the global check in place of a thread-level one (see
+  // GemmCheck::thread_only_with_plan_time_b).
+  std::atomic<int64_t> thread_fallbacks{0};
   // The largest |difference| / bound among rows that passed: how close clean round-off came
   // to the bound (its inverse is the margin reported by `tessera abft`).
   std::atomic<float> worst_clean_ratio{0.f};
@@ -115,6 +118,7 @@ struct GemmCheckCounters {
   void reset() {
     checks = 0;
     detections = 0;
+    thread_fallbacks = 0;
     worst_clean_ratio = 0.f;
   }
 };
@@ -134,6 +138,11 @@ struct GemmCheck {
   // times tighter: small flips in long reductions are caught, at the risk the model carries.
   float probabilistic_lambda = 0.f;
   GemmCheckCounters* counters = nullptr;  // required
+  // With the thread scheme: run it only where B was packed at plan time (weights), whose
+  // per-tile row sums were made with it; where B is packed per call (activations), the
+  // thread-level reference needs a pass over that B on every call, which the global check does
+  // not, so the global check runs instead (counted in counters->thread_fallbacks). `auto` sets it.
+  bool thread_only_with_plan_time_b = false;
   GemmFaultHook fault_hook = nullptr;
   void* fault_context = nullptr;
 };

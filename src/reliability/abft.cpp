@@ -88,8 +88,11 @@ AbftMonitor::Entry& AbftMonitor::entry(const StepInfo& step) {
     default:
       // Compute-bound layers have idle memory bandwidth but busy FMA units: a global check costs a
       // pass over the operands, small next to the FLOPs. Memory-bound layers have idle FMA units,
-      // which the thread-level check's extra arithmetic uses for nearly nothing.
+      // which the thread-level check's extra arithmetic uses for nearly nothing, as long as its
+      // per-tile sums of B come from plan time: where B is made per call (a convolution's
+      // activations), the GEMM driver runs the global check instead (see GemmCheck).
       layer.scheme = layer.compute_bound ? GemmCheckScheme::global : GemmCheckScheme::thread;
+      e->check.thread_only_with_plan_time_b = true;
   }
   e->check.scheme = layer.scheme;
   e->check.safety_factor = options_.safety_factor;

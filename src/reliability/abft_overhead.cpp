@@ -97,6 +97,9 @@ AbftOverheadReport measure_abft_overheads(Session& session, const std::map<std::
       layer.compute_bound = it->second->compute_bound;
       layer.protected_layer = it->second->protected_layer;
       layer.auto_scheme = it->second->scheme;
+      // Thread-level chosen, but the GEMMs' B was made per call: the global check ran.
+      if (layer.auto_scheme == GemmCheckScheme::thread && it->second->counters.thread_fallbacks.load() > 0)
+        layer.auto_scheme = GemmCheckScheme::global;
     }
     for (const auto& [name, profile] : profiles)
       if (i < profile.layers.size()) layer.time_ms[name] = profile.layers[i].time_ms;

@@ -275,6 +275,54 @@ TEST(Primitives, UnaryAllKindsWithTails) {
   });
 }
 
+// Layer normalization rows, with and without the residual add, bias and sum output, in place,
+// against the same formula in double (mean, centred variance) on every ISA; row tails included.
+TEST(Primitives, AddLayerNormRowsMatchesDoubleReference) {
+  for_each_isa([](Isa) {
+    for (int64_t cols : {int64_t(1), int64_t(5), int64_t(16), int64_t(17), int64_t(70), int64_t(768)}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool with_residual = variant & 1, with_bias = variant & 2;
+        SCOPED_TRACE("cols " + std::to_string(cols) + " variant " + std::to_string(variant));
+        const int64_t rows = 3, ld = cols + 5;
+        const auto x = random_vector(size_t(rows * ld), uint32_t(cols * 7 + variant), -3.f, 5.f);
+        const auto res = random_vector(size_t(rows * ld), uint32_t(cols * 11 + variant), -2.f, 2.f);
+        const auto scale = random_vector(size_t(cols), 5, 0.5f, 1.5f), bias = random_vector(size_t(cols), 6);
+        std::vector<float> y(size_t(rows * ld), -7.f), sum(size_t(rows * ld), -7.f);
+        prim::add_layer_norm_rows_f32(rows, cols, x.data(), with_residual ? res.data() : nullptr, ld,
+                                      with_residual ? sum.data() : nullptr, scale.data(),
+                                      with_bias ? bias.data() : nullptr, 1e-5f, y.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          std::vector<double> v(static_cast<size_t>(cols));
+          double mean = 0, var = 0;
+          for (int64_t i = 0; i < cols; ++i) {
+            v[size_t(i)] = double(x[size_t(r * ld + i)]) + (with_residual ? double(res[size_t(r * ld + i)]) : 0.0);
+            mean += v[size_t(i)];
+          }
+          mean /= double(cols);
+          for (double e : v) var += (e - mean) * (e - mean);
+          var /= double(cols);
+          for (int64_t i = 0; i < cols; ++i) {
+            const double want = (v[size_t(i)] - mean) / std::sqrt(var + 1e-5) * scale[size_t(i)] +
+                                (with_bias ? bias[size_t(i)] : 0.0);
+            EXPECT_NEAR(y[size_t(r * ld + i)], want, 2e-5 * (1 + std::fabs(want))) << "row " << r << " col " << i;
+            if (with_residual) EXPECT_EQ(sum[size_t(r * ld + i)], float(x[size_t(r * ld + i)] + res[size_t(r * ld + i)]));
+          }
+          for (int64_t i = cols; i < ld; ++i) {  // padding untouched
+            EXPECT_EQ(y[size_t(r * ld + i)], -7.f);
+            EXPECT_EQ(sum[size_t(r * ld + i)], -7.f);
+          }
+        }
+        // In place: y over x gives the same values.
+        std::vector<float> z = x;
+        prim::add_layer_norm_rows_f32(rows, cols, z.data(), with_residual ? res.data() : nullptr, ld, nullptr,
+                                      scale.data(), with_bias ? bias.data() : nullptr, 1e-5f, z.data());
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t i = 0; i < cols; ++i) EXPECT_EQ(z[size_t(r * ld + i)], y[size_t(r * ld + i)]);
+      }
+    }
+  });
+}
+
 // Two key blocks of an online softmax, against the softmax of the whole row in double: the
 // weights after the second block, rescaled first-block weights, row sums and maxima; rows that
 // see nothing in a block (all -inf) and scores far below the maximum (flushed to 0).

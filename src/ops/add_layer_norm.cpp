@@ -1,7 +1,6 @@
 // tessera.AddLayerNorm, made by the fuse_add_layer_norm pass: y = LayerNorm(a + b) over the last
 // axis with scale and optional bias, and (output 1, when requested) the sum a + b itself, all in
 // one pass over each row while it is in L1. Attribute epsilon.
-#include <cmath>
 
 #include "ops/operator.h"
 #include "primitives/primitives.h"
@@ -31,30 +30,9 @@ std::unique_ptr<Kernel> create_add_layer_norm(KernelCreateContext& ctx) {
     float* sum_out = want_sum ? out[1]->data<float>() : nullptr;
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, columns));
     context.pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
-      std::vector<float> local;
-      for (int64_t r = begin; r < end; ++r) {
-        const float* ar = a + r * columns;
-        const float* br = b + r * columns;
-        float* s = sum_out ? sum_out + r * columns : nullptr;
-        if (!s) {
-          local.resize(size_t(columns));
-          s = local.data();
-        }
-        // Vector passes (the primitives' sums keep many partial sums, so they are both fast and
-        // more accurate than one running float): sum, mean, centred squares, normalize.
-        primitives::binary_f32(primitives::BinaryKind::add, 1, columns, ar, columns, 1, br, columns, 1, s, columns);
-        float total = 0, squares = 0;
-        primitives::reduce_rows_f32(primitives::ReduceKind::sum, 1, columns, s, columns, &total);
-        const float mean = total / float(columns);
-        float* yr = y + r * columns;
-        for (int64_t i = 0; i < columns; ++i) yr[i] = s[i] - mean;
-        primitives::reduce_rows_f32(primitives::ReduceKind::sum_squares, 1, columns, yr, columns, &squares);
-        const float inv_std = 1.f / std::sqrt(squares / float(columns) + epsilon);
-        if (bias)
-          for (int64_t i = 0; i < columns; ++i) yr[i] = yr[i] * inv_std * scale[i] + bias[i];
-        else
-          for (int64_t i = 0; i < columns; ++i) yr[i] = yr[i] * inv_std * scale[i];
-      }
+      const int64_t offset = begin * columns;
+      primitives::add_layer_norm_rows_f32(end - begin, columns, a + offset, b + offset, columns,
+                                          sum_out ? sum_out + offset : nullptr, scale, bias, epsilon, y + offset);
     }, grain);
   };
   return std::make_unique<LambdaKernel>(run, 9.0 * double(rows * columns));

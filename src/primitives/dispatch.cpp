@@ -172,6 +172,13 @@ void reduce_rows_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x
   detail::eltwise_kernels(active_isa()).reduce_rows(kind, rows, cols, x, ldx, y);
 }
 
+void add_layer_norm_rows_f32(int64_t rows, int64_t cols, const float* x, const float* residual, int64_t ld,
+                             float* sum_out, const float* scale, const float* bias, float epsilon, float* y) {
+  if (rows <= 0 || cols <= 0) return;
+  detail::eltwise_kernels(active_isa())
+      .add_layer_norm_rows(rows, cols, x, residual, ld, sum_out, scale, bias, epsilon, y);
+}
+
 void online_softmax_block_f32(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                               float* row_sum, float* rescale) {
   if (rows <= 0) return;

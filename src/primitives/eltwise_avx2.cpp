@@ -14,6 +14,7 @@ void activation_avx2(const UnaryParams& params, __m256* values, int count) {
 }
 
 constinit const EltwiseKernels kEltwiseAvx2 = {Kernels::unary, Kernels::binary_row, Kernels::reduce_rows,
-                                               Kernels::reduce_cols, Kernels::online_softmax_block};
+                                               Kernels::reduce_cols, Kernels::online_softmax_block,
+                                                 Kernels::add_layer_norm_rows};
 
 }  // namespace tessera::primitives::detail

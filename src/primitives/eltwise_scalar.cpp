@@ -312,6 +312,25 @@ void binary_row_scalar(BinaryKind kind, int64_t n, const float* a, int64_t a_ste
   }
 }
 
+void add_layer_norm_rows_scalar(int64_t rows, int64_t cols, const float* x, const float* residual, int64_t ld,
+                                float* sum_out, const float* scale, const float* bias, float epsilon, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ld;
+    float* v = sum_out ? sum_out + r * ld : y + r * ld;
+    float* yr = y + r * ld;
+    float total = 0;
+    for (int64_t i = 0; i < cols; ++i) {
+      v[i] = residual ? xr[i] + residual[r * ld + i] : xr[i];
+      total += v[i];
+    }
+    const float mean = total / float(cols);
+    float squares = 0;
+    for (int64_t i = 0; i < cols; ++i) squares += (v[i] - mean) * (v[i] - mean);
+    const float inv_std = 1.f / std::sqrt(squares / float(cols) + epsilon);
+    for (int64_t i = 0; i < cols; ++i) yr[i] = (v[i] - mean) * inv_std * scale[i] + (bias ? bias[i] : 0.f);
+  }
+}
+
 void online_softmax_block_scalar(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                                  float* row_sum, float* rescale) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -343,6 +362,7 @@ float apply_epilogue_one(const GemmEpilogue& e, int64_t row, int64_t col, float 
 }
 
 constinit const EltwiseKernels kEltwiseScalar = {unary_scalar, binary_row_scalar, reduce_rows_scalar,
-                                                 reduce_cols_scalar, online_softmax_block_scalar};
+                                                 reduce_cols_scalar, online_softmax_block_scalar,
+                                                 add_layer_norm_rows_scalar};
 
 }  // namespace tessera::primitives::detail

@@ -277,6 +277,80 @@ struct EltwiseVector {
     }
   }
 
+  static void add_layer_norm_rows(int64_t rows, int64_t cols, const float* x, const float* residual, int64_t ld,
+                                  float* sum_out, const float* scale, const float* bias, float epsilon, float* y) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * ld;
+      const float* rr = residual ? residual + r * ld : nullptr;
+      float* v = sum_out ? sum_out + r * ld : y + r * ld;
+      float* yr = y + r * ld;
+      // Pass 1: v = x (+ residual) and its sum, four partial sums.
+      auto value_at = [&](int64_t j) { return rr ? S::add(S::load(xr + j), S::load(rr + j)) : S::load(xr + j); };
+      V s0 = S::set1(0.f), s1 = s0, s2 = s0, s3 = s0;
+      int64_t i = 0;
+      for (; i + 4 * L <= cols; i += 4 * L) {
+        const V v0 = value_at(i), v1 = value_at(i + L), v2 = value_at(i + 2 * L), v3 = value_at(i + 3 * L);
+        S::store(v + i, v0);
+        S::store(v + i + L, v1);
+        S::store(v + i + 2 * L, v2);
+        S::store(v + i + 3 * L, v3);
+        s0 = S::add(s0, v0);
+        s1 = S::add(s1, v1);
+        s2 = S::add(s2, v2);
+        s3 = S::add(s3, v3);
+      }
+      for (; i + L <= cols; i += L) {
+        const V value = value_at(i);
+        S::store(v + i, value);
+        s0 = S::add(s0, value);
+      }
+      if (i < cols) {
+        const V zero = S::set1(0.f);
+        const V value = rr ? S::add(S::load_first_or(xr + i, cols - i, zero), S::load_first_or(rr + i, cols - i, zero))
+                           : S::load_first_or(xr + i, cols - i, zero);
+        S::store_first(v + i, cols - i, value);
+        s1 = S::add(s1, value);
+      }
+      const float mean = S::reduce_add(S::add(S::add(s0, s1), S::add(s2, s3))) / float(cols);
+      // Pass 2: the centred sum of squares.
+      const V m = S::set1(mean);
+      V q0 = S::set1(0.f), q1 = q0, q2 = q0, q3 = q0;
+      i = 0;
+      for (; i + 4 * L <= cols; i += 4 * L) {
+        const V d0 = S::sub(S::load(v + i), m), d1 = S::sub(S::load(v + i + L), m);
+        const V d2 = S::sub(S::load(v + i + 2 * L), m), d3 = S::sub(S::load(v + i + 3 * L), m);
+        q0 = S::fmadd(d0, d0, q0);
+        q1 = S::fmadd(d1, d1, q1);
+        q2 = S::fmadd(d2, d2, q2);
+        q3 = S::fmadd(d3, d3, q3);
+      }
+      for (; i + L <= cols; i += L) {
+        const V d = S::sub(S::load(v + i), m);
+        q0 = S::fmadd(d, d, q0);
+      }
+      if (i < cols) {
+        const V d = S::sub(S::load_first_or(v + i, cols - i, m), m);  // missing lanes give 0
+        q1 = S::fmadd(d, d, q1);
+      }
+      const float squares = S::reduce_add(S::add(S::add(q0, q1), S::add(q2, q3)));
+      const V inv_std = S::set1(1.f / __builtin_sqrtf(squares / float(cols) + epsilon));
+      // Pass 3: normalize, scale, shift.
+      i = 0;
+      for (; i + L <= cols; i += L) {
+        V out = S::mul(S::mul(S::sub(S::load(v + i), m), inv_std), S::load(scale + i));
+        if (bias) out = S::add(out, S::load(bias + i));
+        S::store(yr + i, out);
+      }
+      if (i < cols) {
+        const int64_t n = cols - i;
+        const V zero = S::set1(0.f);
+        V out = S::mul(S::mul(S::sub(S::load_first_or(v + i, n, m), m), inv_std), S::load_first_or(scale + i, n, zero));
+        if (bias) out = S::add(out, S::load_first_or(bias + i, n, zero));
+        S::store_first(yr + i, n, out);
+      }
+    }
+  }
+
   static void online_softmax_block(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                                    float* row_sum, float* rescale) {
     const float inf = __builtin_inff();

@@ -19,6 +19,8 @@ void binary_row_scalar(BinaryKind kind, int64_t n, const float* a, int64_t a_ste
 void unary_scalar(const UnaryParams& params, int64_t n, const float* x, float* y);
 void reduce_rows_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
 void reduce_cols_scalar(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
+void add_layer_norm_rows_scalar(int64_t rows, int64_t cols, const float* x, const float* residual, int64_t ld,
+                                float* sum_out, const float* scale, const float* bias, float epsilon, float* y);
 void online_softmax_block_scalar(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                                  float* row_sum, float* rescale);
 
@@ -31,6 +33,8 @@ struct EltwiseKernels {
   void (*reduce_cols)(ReduceKind kind, int64_t rows, int64_t cols, const float* x, int64_t ldx, float* y);
   void (*online_softmax_block)(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                                float* row_sum, float* rescale);
+  void (*add_layer_norm_rows)(int64_t rows, int64_t cols, const float* x, const float* residual, int64_t ld,
+                              float* sum_out, const float* scale, const float* bias, float epsilon, float* y);
 };
 
 // Where online_softmax_block flushes: exp(x) is subnormal below ln(FLT_MIN) = -87.34, so shifted

@@ -78,6 +78,13 @@ void reduce_cols_f32(ReduceKind kind, int64_t rows, int64_t cols, const float* x
 void online_softmax_block_f32(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                               float* row_sum, float* rescale);
 
+// Layer normalization over each row of [rows, cols] (row stride ld for every operand): v = x, or
+// x + residual when residual is given (v written to sum_out when given); then
+// y = (v - mean) / sqrt(variance + epsilon) * scale + bias (bias may be null), with the mean
+// and the centred variance from vector partial sums. y may be x or sum_out.
+void add_layer_norm_rows_f32(int64_t rows, int64_t cols, const float* x, const float* residual, int64_t ld,
+                             float* sum_out, const float* scale, const float* bias, float epsilon, float* y);
+
 // ---------------------------------------------------------------- transpose / pack
 // dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols; any element size.
 void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, void* dst,

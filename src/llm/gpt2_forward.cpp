@@ -115,28 +115,14 @@ void linear(const Gpt2Linear& layer, int64_t rows, const float* x, int64_t ldx, 
   primitives::gemm_packed_f32(rows, x, ldx, weight, y, ldy, epilogue, pool);
 }
 
-// y = (x - mean) / sqrt(var + eps) * gamma + beta per row of `width`; y may be x.
-void layer_norm_rows(int64_t rows, int64_t width, const float* x, int64_t ldx, const float* gamma,
-                     const float* beta, float epsilon, float* y, int64_t ldy) {
-  std::vector<float> mean(static_cast<size_t>(rows)), scale(static_cast<size_t>(rows));
-  primitives::reduce_rows_f32(ReduceKind::sum, rows, width, x, ldx, mean.data());
-  for (float& m : mean) m /= float(width);
-  primitives::binary_f32(BinaryKind::sub, rows, width, x, ldx, 1, mean.data(), 1, 0, y, ldy);
-  primitives::reduce_rows_f32(ReduceKind::sum_squares, rows, width, y, ldy, scale.data());
-  for (float& s : scale) s = 1.f / std::sqrt(s / float(width) + epsilon);
-  primitives::binary_f32(BinaryKind::mul, rows, width, y, ldy, 1, scale.data(), 1, 0, y, ldy);
-  primitives::binary_f32(BinaryKind::mul, rows, width, y, ldy, 1, gamma, 0, 1, y, ldy);
-  primitives::binary_f32(BinaryKind::add, rows, width, y, ldy, 1, beta, 0, 1, y, ldy);
-}
-
 void layer_norm(int64_t rows, int64_t width, const float* x, const std::vector<float>& gamma,
                 const std::vector<float>& beta, float epsilon, float* y, ThreadPool* pool) {
   constexpr int64_t kRowsPerTask = 32;
   const int64_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
   run_tasks(pool, tasks, [&](int task) {
     const int64_t r0 = task * kRowsPerTask, n = std::min(kRowsPerTask, rows - r0);
-    layer_norm_rows(n, width, x + r0 * width, width, gamma.data(), beta.data(), epsilon, y + r0 * width,
-                    width);
+    primitives::add_layer_norm_rows_f32(n, width, x + r0 * width, nullptr, width, nullptr, gamma.data(), beta.data(),
+                                        epsilon, y + r0 * width);
   });
 }
 

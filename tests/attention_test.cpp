@@ -126,13 +126,15 @@ void check_fused_graph(int64_t length, int64_t heads, int64_t head_size, bool ca
   const Tensor expected = unfused.run(inputs).begin()->second;
   const Tensor actual = fused.run(inputs).begin()->second;
   EXPECT_LT(tessera::testing::relative_l2_error(actual, expected), 2e-6);
-  int attention_nodes = 0, transposes = 0;
+  int attention_nodes = 0, transposes = 0, splits = 0;
   for (const Node& n : fused.planned_graph().nodes) {
     attention_nodes += n.op_type == "Attention";
     transposes += n.op_type == "Transpose";
+    splits += n.op_type == "Split";
   }
   EXPECT_EQ(attention_nodes, 1);
   EXPECT_EQ(transposes, 0) << "head split and merge transposes absorbed";
+  EXPECT_EQ(splits, 0) << "the merged projection's thirds are read in place";
   for (const Node& n : fused.planned_graph().nodes)
     if (n.op_type == "Attention") EXPECT_EQ(n.attributes.get_int("causal", 0), causal ? 1 : 0);
   // No value the size of the score matrix is left (the activation memory is linear in length).
@@ -200,7 +202,8 @@ TEST(TransformerFusion, ZooEncoderAndDecoderFuseCompletely) {
       EXPECT_LT(tessera::testing::relative_l2_error(actual.at(output), tensor), 2e-6) << output;
     std::map<std::string, int> ops;
     for (const Node& n : fused.planned_graph().nodes) ++ops[n.op_type];
-    for (const char* gone : {"Erf", "Tanh", "Pow", "ReduceMean", "Softmax", "Transpose", "Div", "Sqrt"})
+    // Split: the merged QKV projection's thirds are read in place by Attention (qkv_heads).
+    for (const char* gone : {"Erf", "Tanh", "Pow", "ReduceMean", "Softmax", "Transpose", "Div", "Sqrt", "Split"})
       EXPECT_EQ(ops[gone], 0) << gone << " left";
     EXPECT_EQ(ops["Attention"], 4);
     EXPECT_GE(ops["AddLayerNorm"], 7);  // per layer: after attention and after the FFN (GPT: pre-LN)

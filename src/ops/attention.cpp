@@ -8,6 +8,8 @@
 // stored tensor holds the axes b(atch), h(eads), s(equence) and d(head size), e.g. "bhsd" (the
 // default), "bshd" (heads split but not transposed), "bhds" (K stored transposed). Reading and
 // writing through these layouts is how the pass removes the transposes around attention.
+// qkv_heads (int, optional): Q, K and V are one tensor [batch, sequence, 3 x heads x head size],
+// the thirds of a merged QKV projection, read in place (the layouts are then "bshd").
 #include <array>
 
 #include "ops/operator.h"
@@ -39,7 +41,23 @@ Layout parse_layout(const std::string& text, const std::string& what, const std:
 // The stored shape's extent of logical axis a (b=0, h=1, s=2, d=3) and its contiguous stride.
 struct View {
   std::array<int64_t, 4> extent{}, stride{};
+  int64_t offset = 0;  // of the first element, in elements
 };
+
+// The three thirds of a packed [b, s, 3 h d] QKV tensor as [b, h, s, d] views.
+std::array<View, 3> packed_qkv_views(const Shape& stored, int64_t heads, const std::string& where) {
+  if (stored.size() != 3 || heads <= 0 || heads > stored[2] || stored[2] % (3 * heads) != 0)
+    throw Error(where + ": with qkv_heads " + std::to_string(heads) + " the input must be [batch, sequence, 3 x " +
+                std::to_string(heads) + " x head size], not " + shape_to_string(stored));
+  const int64_t width = stored[2], head_size = width / (3 * heads);
+  std::array<View, 3> views;
+  for (int part = 0; part < 3; ++part) {
+    views[size_t(part)].extent = {stored[0], heads, stored[1], head_size};
+    views[size_t(part)].stride = {stored[1] * width, head_size, width, 1};
+    views[size_t(part)].offset = part * heads * head_size;
+  }
+  return views;
+}
 View view_of(const Shape& stored, const Layout& l, const std::string& what, const std::string& where) {
   if (stored.size() != 4) throw Error(where + ": " + what + " must have rank 4, has " + shape_to_string(stored));
   const Shape strides = contiguous_strides(stored);
@@ -58,9 +76,19 @@ std::unique_ptr<Kernel> create_attention(KernelCreateContext& ctx) {
   for (size_t i = 0; i < 3; ++i)
     if (!ctx.has_input(i) || ctx.input(i).dtype != DType::f32) throw Error(where + ": Q, K and V must be float32");
   const auto& at = ctx.node.attributes;
-  const View q = view_of(ctx.input(0).shape, parse_layout(at.get_string("q_layout", "bhsd"), "q_layout", where), "Q", where);
-  const View k = view_of(ctx.input(1).shape, parse_layout(at.get_string("k_layout", "bhsd"), "k_layout", where), "K", where);
-  const View v = view_of(ctx.input(2).shape, parse_layout(at.get_string("v_layout", "bhsd"), "v_layout", where), "V", where);
+  View q, k, v;
+  if (at.has("qkv_heads")) {
+    if (ctx.input(1).shape != ctx.input(0).shape || ctx.input(2).shape != ctx.input(0).shape)
+      throw Error(where + ": with qkv_heads, Q, K and V must be the same packed tensor");
+    const auto views = packed_qkv_views(ctx.input(0).shape, at.get_int("qkv_heads", 0), where);
+    q = views[0];
+    k = views[1];
+    v = views[2];
+  } else {
+    q = view_of(ctx.input(0).shape, parse_layout(at.get_string("q_layout", "bhsd"), "q_layout", where), "Q", where);
+    k = view_of(ctx.input(1).shape, parse_layout(at.get_string("k_layout", "bhsd"), "k_layout", where), "K", where);
+    v = view_of(ctx.input(2).shape, parse_layout(at.get_string("v_layout", "bhsd"), "v_layout", where), "V", where);
+  }
   const Layout out_layout = parse_layout(at.get_string("out_layout", "bhsd"), "out_layout", where);
   const int64_t batch = q.extent[0], heads = q.extent[1], queries = q.extent[2], head_size = q.extent[3];
   const int64_t keys = k.extent[2], value_size = v.extent[3];
@@ -118,7 +146,7 @@ std::unique_ptr<Kernel> create_attention(KernelCreateContext& ctx) {
                        (base.causal && queries == keys ? 0.5 : 1.0);
   auto operand = [](const View& view, const float* data) {
     primitives::AttentionOperand o;
-    o.data = data;
+    o.data = data + view.offset;
     o.batch_stride = view.stride[0];
     o.head_stride = view.stride[1];
     o.row_stride = view.stride[2];

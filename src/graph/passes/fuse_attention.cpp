@@ -82,6 +82,65 @@ Operand absorb_transposes(const Graph& g, const std::vector<std::vector<int>>& c
   return op;
 }
 
+// Q, K and V as the thirds of one [b, s, 3 h d] tensor: the merged QKV projection
+// (merge_parallel_matmuls) Split along its last axis, each third Reshaped to [b, s, h, d] and
+// stored so ("bshd"). Attention can read the thirds in place (attribute qkv_heads), which drops
+// the Split's copy of the whole projection and the Reshapes.
+struct PackedQkv {
+  int value = -1;
+  int64_t heads = 0;
+  std::vector<size_t> nodes;  // the Split and the three Reshapes
+};
+
+PackedQkv find_packed_qkv(const Graph& g, const std::vector<std::vector<int>>& consumers,
+                          const std::vector<int>& producers, const Operand& q, const Operand& k, const Operand& v,
+                          const std::vector<bool>& removed) {
+  PackedQkv none;
+  if (q.layout != "bshd" || k.layout != "bshd" || v.layout != "bshd") return none;
+  const Node* split = nullptr;
+  size_t split_index = 0;
+  std::vector<size_t> reshapes;
+  const int thirds[3] = {q.value, k.value, v.value};
+  for (int part = 0; part < 3; ++part) {
+    const int value = thirds[part];
+    const int p = producers[size_t(value)];
+    if (p < 0 || removed[size_t(p)] || !pass_utils::single_consumer(g, consumers, value)) return none;
+    const Node& reshape = g.nodes[size_t(p)];
+    if (!is_op(reshape, "Reshape") || reshape.inputs.empty()) return none;
+    const int piece = reshape.inputs[0];
+    const int sp = producers[size_t(piece)];
+    if (sp < 0 || removed[size_t(sp)] || !pass_utils::single_consumer(g, consumers, piece)) return none;
+    if (split && size_t(sp) != split_index) return none;
+    split = &g.nodes[size_t(sp)];
+    split_index = size_t(sp);
+    if (!is_op(*split, "Split") || split->outputs.size() != 3 || split->outputs[size_t(part)] != piece) return none;
+    reshapes.push_back(size_t(p));
+  }
+  // Shapes from the thirds and the Split's outputs (the merged projection's own value is new
+  // and has none yet): three pieces [b, s, h d] of x [b, s, 3 h d], each Reshaped to [b, s, h, d].
+  const Value& third = g.values[size_t(q.value)];
+  if (!pass_utils::all_dims_known(third) || third.dims.size() != 4 ||
+      g.values[size_t(split->inputs[0])].dtype != DType::f32)
+    return none;
+  const int64_t axis = split->attributes.get_int("axis", 0);
+  if (axis != -1 && axis != 2) return none;
+  const Shape ts = pass_utils::known_shape(third);
+  for (int value : {k.value, v.value})
+    if (!pass_utils::all_dims_known(g.values[size_t(value)]) || pass_utils::known_shape(g.values[size_t(value)]) != ts)
+      return none;
+  for (int out : split->outputs) {
+    const Value& piece = g.values[size_t(out)];
+    if (!pass_utils::all_dims_known(piece) || pass_utils::known_shape(piece) != Shape{ts[0], ts[1], ts[2] * ts[3]})
+      return none;
+  }
+  PackedQkv found;
+  found.value = split->inputs[0];
+  found.heads = ts[2];
+  found.nodes = reshapes;
+  found.nodes.push_back(split_index);
+  return found;
+}
+
 }  // namespace
 
 int fuse_attention(Graph& graph) {
@@ -199,11 +258,17 @@ int fuse_attention(Graph& graph) {
       }
     }
 
+    const PackedQkv packed = find_packed_qkv(graph, consumers, producers, q, k, v, remove);
+
     Node attention;
     attention.name = qk.name + "/attention";
     attention.op_type = "Attention";
     attention.domain = "tessera";
     attention.inputs = {q.value, k.value, v.value};
+    if (packed.value >= 0) {
+      attention.inputs = {packed.value, packed.value, packed.value};
+      attention.attributes.set_int("qkv_heads", packed.heads);
+    }
     attention.outputs = {out};
     attention.attributes.set_float("scale", scale);
     attention.attributes.set_string("q_layout", q.layout);
@@ -224,6 +289,7 @@ int fuse_attention(Graph& graph) {
     for (const Operand* o : {&q, &k, &v})
       for (size_t t : o->transposes) remove[t] = true;
     if (out_transpose != SIZE_MAX) remove[out_transpose] = true;
+    for (size_t node : packed.nodes) remove[node] = true;
     added.push_back(std::move(attention));
     ++fused;
   }

@@ -506,24 +506,20 @@ class PackedBPrefetch {
 // packed-A panel t; a tile's index is also ceil((start - begin) / mr), which the checks use.
 struct RowTiles {
   static constexpr int64_t kMergeBelow = 7;  // remainders of up to 6 rows are merged
-  int64_t begin, mr, count, pair_first_rows = 0, second_start = -1;
-  RowTiles(int64_t b, int64_t end, int64_t tile_rows) : begin(b), mr(tile_rows) {
+  int64_t begin, end, mr, count = 0, pair_first_rows = 0, second_start = -1;
+  RowTiles(int64_t b, int64_t e, int64_t tile_rows) : begin(b), end(e), mr(tile_rows) {
     const int64_t rows = end - begin, full = rows / mr, tail = rows % mr;
     count = full + (tail > 0 ? 1 : 0);
     if (tail > 0 && tail < kMergeBelow && full >= 1) {
       pair_first_rows = (mr + tail + 1) / 2;
       second_start = begin + (full - 1) * mr + pair_first_rows;
     }
-    end_ = end;
   }
   int64_t start(int64_t t) const { return t == count - 1 && second_start >= 0 ? second_start : begin + t * mr; }
   int64_t rows(int64_t t) const {
     if (second_start >= 0 && t == count - 2) return pair_first_rows;
-    return std::min(mr, end_ - start(t));
+    return std::min(mr, end - start(t));
   }
-
- private:
-  int64_t end_ = 0;
 };
 
 // One thread's share of C: rows [m_begin, m_end) x columns [n_begin, n_end), computed with

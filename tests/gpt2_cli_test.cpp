@@ -96,6 +96,19 @@ TEST_F(GenerateCli, GreedyTextIsPyTorchsGreedyTokensAndTimingsGoToStderr) {
   EXPECT_EQ(r.err.rfind("decode: "), r.err.rfind('\n', r.err.size() - 2) + 1) << r.err;
 }
 
+// The ONNX export (scripts/export_gpt2_onnx.py) with the tokenizer files beside it: the same text.
+TEST_F(GenerateCli, OnnxExportGeneratesPyTorchsGreedyText) {
+  const std::string onnx = reference_->folder + "/onnx/model.onnx";
+  if (!fs::exists(onnx)) GTEST_SKIP() << onnx << " missing: scripts/build_gpt2_checkpoints.py exports it";
+  const auto& prompt = reference_->prompts[1];
+  Output r = run("--model " + shell_quoted(onnx) + " --prompt " + shell_quoted(prompt.text) +
+                 " --max-tokens 20 --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, greedy_text(1, 20) + "\n");
+  EXPECT_NE(r.err.find("model: 2 layers, 64 wide, 4 heads, vocabulary 50257, context 128"), std::string::npos)
+      << r.err;
+}
+
 // --weights bcq4 loads the checkpoint with BCQ attention and MLP weights (their numerics are
 // checked in gpt2_bcq_test) and generates with the LUT-GEMM decode path.
 TEST_F(GenerateCli, BcqWeightsGenerateWithTimings) {

@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "gpt2_test_reference.h"
 #include "tessera/gpt2.h"
+#include "tessera/onnx.h"
+#include "tessera/session.h"
 #include "tessera/text_generation.h"
 
 namespace tessera::llm {
@@ -145,6 +148,36 @@ TEST_P(Gpt2Checkpoint, KvCacheDecodeEqualsFullRecomputation) {
   }
 }
 
+// The checkpoint's ONNX export (scripts/export_gpt2_onnx.py) two ways: run as a graph by the
+// Session (which checks the exported math against PyTorch) and loaded natively into the KV-cache
+// runtime (which must give the folder's logits and PyTorch's greedy tokens).
+TEST_P(Gpt2Checkpoint, OnnxExportRunsAsAGraphAndNativelyLikePyTorch) {
+  TESSERA_GPT2_REFERENCE_OR_SKIP(reference, GetParam());
+  const std::string onnx = reference.folder + "/onnx/model.onnx";
+  if (!fs::exists(onnx)) GTEST_SKIP() << onnx << " missing: scripts/build_gpt2_checkpoints.py exports it";
+  Gpt2Model from_onnx = Gpt2Model::load(onnx);
+  Gpt2Model from_folder = Gpt2Model::load(reference.folder);
+  EXPECT_EQ(from_onnx.parameter_count(), from_folder.parameter_count());
+  EXPECT_EQ(from_onnx.config().n_head, from_folder.config().n_head);
+  ThreadPool pool(2);
+  Session session = Session::from_file(onnx, SessionOptions{2});
+  for (const auto& prompt : reference.prompts) {
+    SCOPED_TRACE(prompt.name);
+    Tensor expected = read_npy(prompt.logits_path);
+    std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
+    Tensor graph_logits =
+        session.run({{"input_ids", Tensor::from_int64(ids, {1, int64_t(ids.size())})}}).at("logits");
+    ASSERT_EQ(graph_logits.shape(), (Shape{1, expected.dim(0), expected.dim(1)}));
+    EXPECT_LT(relative_l2(graph_logits.data<float>(), expected.data<float>(), expected.numel()), kLogitTolerance);
+    Tensor native = prompt_logits(from_onnx, prompt.ids, &pool);
+    Tensor folder = prompt_logits(from_folder, prompt.ids, &pool);
+    ASSERT_EQ(native.shape(), expected.shape());
+    EXPECT_EQ(std::memcmp(native.data<float>(), folder.data<float>(), size_t(native.numel()) * sizeof(float)), 0)
+        << "the ONNX initializers are the checkpoint's tensors, so the logits are the same bits";
+    EXPECT_EQ(greedy_tokens(from_onnx, prompt.ids, int64_t(prompt.greedy.size()), &pool), prompt.greedy);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Sizes, Gpt2Checkpoint, ::testing::Values("tiny", "odd", "small"));
 
 TEST(Gpt2Model, ConfigParametersAndDecodeBytes) {
@@ -267,6 +300,35 @@ TEST_F(MalformedCheckpoint, WeightsThatDisagreeWithTheConfig) {
   expect_load_error(folder("vocabulary", config_with("vocab_size", 50000)),
                     "'wte.weight' has shape [50257,64]");
   expect_load_error(folder("inner", config_with("n_inner", 128)), "'h.0.mlp.c_fc.weight' has shape [64,256]");
+}
+
+TEST_F(MalformedCheckpoint, OnnxExportWithoutConfigOrWithAWrongTensor) {
+  const std::string onnx = source_ + "/onnx/model.onnx";
+  if (!fs::exists(onnx)) GTEST_SKIP() << onnx << " missing";
+  Graph graph = load_onnx_model(onnx);
+  // No config in the metadata and none beside the file.
+  Graph no_config = graph;
+  no_config.metadata.clear();
+  const fs::path bare = root_ / "bare";
+  fs::create_directories(bare);
+  save_onnx_model(no_config, (bare / "model.onnx").string());
+  expect_load_error((bare / "model.onnx").string(), "no GPT-2 config");
+  // A config.json beside it stands in for the metadata, and is checked against the weights.
+  std::ofstream(bare / "config.json") << config_with("n_layer", 3);
+  expect_load_error((bare / "model.onnx").string(), "missing tensor 'h.2.ln_1.weight'");
+  std::ofstream(bare / "config.json", std::ios::trunc) << config_.dump();
+  EXPECT_EQ(Gpt2Model::load((bare / "model.onnx").string()).config().n_layer, 2);
+  // An initializer of the wrong shape.
+  Graph wrong = graph;
+  Value& bias = wrong.values[size_t(wrong.find_value("h.1.mlp.c_proj.bias"))];
+  bias.constant = Tensor(DType::f32, {63});
+  const fs::path wrong_dir = root_ / "wrong";
+  fs::create_directories(wrong_dir);
+  save_onnx_model(wrong, (wrong_dir / "model.onnx").string());
+  expect_load_error((wrong_dir / "model.onnx").string(), "'h.1.mlp.c_proj.bias' has shape [63]");
+  // Not an ONNX model at all.
+  std::ofstream(root_ / "garbage.onnx") << "not a model";
+  expect_load_error((root_ / "garbage.onnx").string(), "not a valid ONNX model");
 }
 
 TEST_F(MalformedCheckpoint, DamagedSafetensors) {

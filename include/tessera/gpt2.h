@@ -1,4 +1,5 @@
-// GPT-2 natively: a Hugging Face checkpoint folder (config.json, model.safetensors) loaded into
+// GPT-2 natively: a Hugging Face checkpoint folder (config.json, model.safetensors) or its ONNX
+// export (scripts/export_gpt2_onnx.py) loaded into
 // weights packed once for the GEMM, and a runtime that appends tokens to a batch of sequences
 // with a KV cache: a whole prompt at once (prefill) or one token per sequence (decode).
 #pragma once
@@ -85,14 +86,16 @@ struct Gpt2Input {
 
 class Gpt2Model {
  public:
-  // A checkpoint folder: config.json and model.safetensors (tensor names with or without the
-  // "transformer." prefix; F32, F16 or BF16; the LM head tied to wte unless lm_head.weight is
-  // present). Every missing, malformed or inconsistent file throws tessera::Error naming it.
-  static Gpt2Model load(const std::string& folder, const Gpt2WeightOptions& options = {});
+  // `path` is a checkpoint folder: config.json and model.safetensors (tensor names with or
+  // without the "transformer." prefix; F32, F16 or BF16; the LM head tied to wte unless
+  // lm_head.weight is present); or an ONNX file that scripts/export_gpt2_onnx.py wrote: the same
+  // tensors as initializers, the config in the metadata "tessera.gpt2.config" (or a config.json
+  // beside the file). Every missing, malformed or inconsistent file throws tessera::Error naming it.
+  static Gpt2Model load(const std::string& path, const Gpt2WeightOptions& options = {});
   static Gpt2Model load(const Gpt2Config& config, const SafetensorsFile& weights,
                         const Gpt2WeightOptions& options = {});
   // With BCQ weights, fitting runs on the pool when given (it takes seconds for GPT-2 124M).
-  static Gpt2Model load(const std::string& folder, const Gpt2WeightOptions& options, ThreadPool* pool);
+  static Gpt2Model load(const std::string& path, const Gpt2WeightOptions& options, ThreadPool* pool);
   static Gpt2Model load(const Gpt2Config& config, const SafetensorsFile& weights, const Gpt2WeightOptions& options,
                         ThreadPool* pool);
 

@@ -78,6 +78,9 @@ class Graph {
   std::vector<Node> nodes;
   std::vector<int> inputs;   // graph inputs that are not initializers
   std::vector<int> outputs;
+  // The model's metadata_props (key -> value), as exporters leave notes for loaders: e.g.
+  // scripts/export_gpt2_onnx.py stores GPT-2's config.json under "tessera.gpt2.config".
+  std::map<std::string, std::string> metadata;
 
   int add_value(const std::string& name);
   int find_value(const std::string& name) const;  // -1 when absent

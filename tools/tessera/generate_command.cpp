@@ -3,6 +3,7 @@
 // decode timings go to stderr.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "fmt/format.h"
@@ -41,7 +42,8 @@ void add_generate_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("generate", "Generate text with a GPT-2 checkpoint (Hugging Face folder)");
   cmd->add_option("--model", options->model,
-                  "checkpoint folder: config.json, model.safetensors, vocab.json, merges.txt")
+                  "checkpoint folder (config.json, model.safetensors, vocab.json, merges.txt), or an ONNX "
+                  "file from scripts/export_gpt2_onnx.py with vocab.json and merges.txt beside it")
       ->required();
   cmd->add_option("--prompt", options->prompts, "prompt text; repeat for a batch of prompts")->required();
   cmd->add_option("--max-tokens", options->max_tokens, "tokens to generate per prompt (default 64)")
@@ -69,7 +71,10 @@ void add_generate_command(CLI::App& app) {
     auto start = std::chrono::steady_clock::now();
     ThreadPool pool(options->threads);
     llm::Gpt2Model model = llm::Gpt2Model::load(options->model, weights, &pool);
-    llm::BpeTokenizer tokenizer = llm::BpeTokenizer::from_folder(options->model);
+    // The tokenizer files sit in the checkpoint folder, or beside the ONNX file.
+    const std::filesystem::path model_path(options->model);
+    llm::BpeTokenizer tokenizer = llm::BpeTokenizer::from_folder(
+        std::filesystem::is_regular_file(model_path) ? model_path.parent_path().string() : options->model);
     const llm::Gpt2Config& c = model.config();
     if (int64_t(tokenizer.vocabulary_size()) > c.vocab_size)
       throw Error(fmt::format("{}: the tokenizer's vocabulary ({} tokens) is larger than the model's ({})",

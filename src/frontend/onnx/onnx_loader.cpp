@@ -212,6 +212,9 @@ Graph parse_onnx_model(const void* data, size_t size, const std::string& model_d
     throw Error("ONNX opset " + std::to_string(g.opset) + " is not supported (Tessera reads opsets " +
                 std::to_string(kMinOnnxOpset) + " to " + std::to_string(kMaxOnnxOpset) + ")");
 
+  for (const auto& entry : model.metadata_props())
+    if (!g.metadata.emplace(entry.key(), entry.value()).second)
+      throw Error("model metadata key '" + entry.key() + "' appears twice");
   const auto& graph = model.graph();
   g.name = graph.name();
   for (const auto& init : graph.initializer()) {

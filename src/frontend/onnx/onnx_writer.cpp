@@ -81,6 +81,11 @@ void save_onnx_model(const Graph& g, const std::string& path) {
   auto* opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(g.opset);
+  for (const auto& [key, value] : g.metadata) {
+    auto* entry = model.add_metadata_props();
+    entry->set_key(key);
+    entry->set_value(value);
+  }
   std::set<std::string> domains;
   auto* graph = model.mutable_graph();
   graph->set_name(g.name.empty() ? "tessera" : g.name);

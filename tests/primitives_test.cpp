@@ -826,17 +826,21 @@ TEST(Primitives, GemmResidualAliasingC) {
 TEST(Primitives, GemmThreadGridsWithEpilogue) {
   struct Shape {
     int64_t M, N, K;
+    bool always_packed = false;
   };
   // Wide and short (column split), tall and narrow (row split), both odd, and 2-D grids on 4.
+  // With plan-time B, column splits go out in chunks claimed dynamically over one shared packed
+  // A: shapes with several K blocks, two A blocks and a merged row remainder (130 = 9 x 14 + 4).
   const Shape shapes[] = {{64, 3136, 24}, {1030, 49, 70}, {97, 333, 129}, {30, 1000, 20},
-                          {15, 33, 600}, {2, 5000, 9}};
+                          {15, 33, 600},  {2, 5000, 9},   {130, 600, 1536, true}, {180, 520, 512, true},
+                          {29, 700, 45, true}};
   tessera::ThreadPool pool2(2), pool3(3), pool4(4);
   tessera::ThreadPool* pools[] = {&pool2, &pool3, &pool4};
   for_each_isa([&](Isa) {
     int index = 0;
     for (const Shape& s : shapes) {
       for (tessera::ThreadPool* pool : pools) {
-        const bool tb = index & 1, packed = index & 2;
+        const bool tb = index & 1, packed = (index & 2) || s.always_packed;
         ++index;
         SCOPED_TRACE("M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) + " K=" +
                      std::to_string(s.K) + " threads=" + std::to_string(pool->size()) +

@@ -5,12 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define TESSERA_CPU_RELAX() _mm_pause()
-#else
-#define TESSERA_CPU_RELAX() std::this_thread::yield()
-#endif
+#include "core/cpu_relax.h"
 
 namespace tessera {
 

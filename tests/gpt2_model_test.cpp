@@ -326,9 +326,19 @@ TEST_F(MalformedCheckpoint, OnnxExportWithoutConfigOrWithAWrongTensor) {
   fs::create_directories(wrong_dir);
   save_onnx_model(wrong, (wrong_dir / "model.onnx").string());
   expect_load_error((wrong_dir / "model.onnx").string(), "'h.1.mlp.c_proj.bias' has shape [63]");
-  // Not an ONNX model at all.
+  // An initializer of a type that is not a float.
+  Graph integer = graph;
+  Value& ln = integer.values[size_t(integer.find_value("ln_f.bias"))];
+  ln.constant = Tensor(DType::i64, {64});
+  ln.dtype = DType::i64;
+  const fs::path integer_dir = root_ / "integer";
+  fs::create_directories(integer_dir);
+  save_onnx_model(integer, (integer_dir / "model.onnx").string());
+  expect_load_error((integer_dir / "model.onnx").string(), "initializer 'ln_f.bias' is int64");
+  // Not an ONNX model at all; a weights file given instead of its folder.
   std::ofstream(root_ / "garbage.onnx") << "not a model";
   expect_load_error((root_ / "garbage.onnx").string(), "not a valid ONNX model");
+  expect_load_error(source_ + "/model.safetensors", "give the checkpoint folder");
 }
 
 TEST_F(MalformedCheckpoint, DamagedSafetensors) {

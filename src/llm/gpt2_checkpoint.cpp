@@ -295,7 +295,12 @@ Gpt2Model Gpt2Model::load(const std::string& path, const Gpt2WeightOptions& opti
 
 Gpt2Model Gpt2Model::load(const std::string& path, const Gpt2WeightOptions& options, ThreadPool* pool) {
   const fs::path source(path);
-  if (fs::is_regular_file(source)) return Gpt2Model(load_onnx_weights(path, options, pool));
+  if (fs::is_regular_file(source)) {
+    if (source.extension() != ".onnx")
+      fail(path, "a file that is not .onnx (give the checkpoint folder, or an ONNX export from "
+                 "scripts/export_gpt2_onnx.py)");
+    return Gpt2Model(load_onnx_weights(path, options, pool));
+  }
   if (!fs::is_directory(source))
     fail(path, "not a folder or an ONNX file (a GPT-2 checkpoint folder holds config.json and model.safetensors)");
   const fs::path config_path = source / "config.json", weights_path = source / "model.safetensors";

@@ -47,6 +47,9 @@ constexpr int64_t kPackMinTiles = 32;
 // Column chunks per thread when plan-time B is shared out dynamically (run_column_chunks):
 // 8 measured 4.5% faster than 4 on BERT-base at 2 threads, 16 no better than 8.
 constexpr int64_t kChunksPerThread = 8;
+// The most floats of A that run_column_chunks packs whole for all threads (16 MiB; GPT-2
+// 124M's prefill of 512 tokens needs 6 MiB for its widest K).
+constexpr int64_t kMaxSharedPackedAFloats = int64_t(4) << 20;
 // Below this many flops (a few microseconds of work) a GEMM runs on the calling thread: waking a
 // sleeping worker costs about as much.
 constexpr double kMinParallelFlops = 256 * 1024;
@@ -807,7 +810,11 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
     }
   }
   const int tm = best_tm, tn = threads / best_tm;
-  if (tm == 1 && p.packed_b && !p.check && n_tiles >= 2 * int64_t(threads)) {
+  // Dynamic chunks need A packed whole (SharedPackedA); past kMaxSharedPackedAFloats (tall
+  // products, where a row split is as good) the fixed split with per-thread A blocks stays.
+  const int64_t shared_a_floats = m_tiles * mr * p.K;
+  if (tm == 1 && p.packed_b && !p.check && n_tiles >= 2 * int64_t(threads) &&
+      shared_a_floats <= kMaxSharedPackedAFloats) {
     run_column_chunks(p, kernel, kc, threads, *pool);
     return;
   }

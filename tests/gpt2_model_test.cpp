@@ -178,6 +178,44 @@ TEST_P(Gpt2Checkpoint, OnnxExportRunsAsAGraphAndNativelyLikePyTorch) {
   }
 }
 
+// f16 and bf16 initializers are widened at load: a model whose weight is stored in 16 bits gives
+// the same logits, bit for bit, as one storing the same rounded values in f32.
+TEST(Gpt2Model, OnnxExportWithSixteenBitInitializers) {
+  TESSERA_GPT2_REFERENCE_OR_SKIP(reference, "odd");
+  const std::string onnx = reference.folder + "/onnx/model.onnx";
+  if (!fs::exists(onnx)) GTEST_SKIP() << onnx << " missing";
+  const Graph graph = load_onnx_model(onnx);
+  const fs::path dir = fs::temp_directory_path() / ("tessera_gpt2_16bit_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  ThreadPool pool(2);
+  const std::vector<int32_t>& ids = reference.prompts.back().ids;
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Graph narrow = graph, rounded = graph;
+    for (const char* name : {"transformer.h.0.mlp.c_fc.weight", "transformer.wpe.weight"}) {
+      const Tensor& original = graph.values[size_t(graph.find_value(name))].constant;
+      Tensor bits(dtype, original.shape()), widened(DType::f32, original.shape());
+      for (int64_t i = 0; i < original.numel(); ++i) {
+        const float x = original.data<float>()[i];
+        const uint16_t h = dtype == DType::f16 ? f32_to_f16(x) : f32_to_bf16(x);
+        bits.data<uint16_t>()[i] = h;
+        widened.data<float>()[i] = dtype == DType::f16 ? f16_to_f32(h) : bf16_to_f32(h);
+      }
+      Value& n = narrow.values[size_t(narrow.find_value(name))];
+      n.constant = bits;
+      n.dtype = dtype;
+      rounded.values[size_t(rounded.find_value(name))].constant = widened;
+    }
+    save_onnx_model(narrow, (dir / "narrow.onnx").string());
+    save_onnx_model(rounded, (dir / "rounded.onnx").string());
+    Tensor a = prompt_logits(Gpt2Model::load((dir / "narrow.onnx").string()), ids, &pool);
+    Tensor b = prompt_logits(Gpt2Model::load((dir / "rounded.onnx").string()), ids, &pool);
+    ASSERT_EQ(a.shape(), b.shape());
+    EXPECT_EQ(std::memcmp(a.data<float>(), b.data<float>(), size_t(a.numel()) * sizeof(float)), 0);
+  }
+  fs::remove_all(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Sizes, Gpt2Checkpoint, ::testing::Values("tiny", "odd", "small"));
 
 TEST(Gpt2Model, ConfigParametersAndDecodeBytes) {

@@ -141,8 +141,11 @@ void tile(const GemmTileArgs& t) {
     const __mmask16 rows = lanes_mask(ROWS);
     _mm512_mask_storeu_ps(t.check_reference, rows,
                           _mm512_add_ps(_mm512_maskz_loadu_ps(rows, t.check_reference), check));
-  } else if (t.prefetch_lines > 0 && t.batch == 1) {
-    // One prefetch every `step` k steps, between short runs of the same accumulation.
+  } else if (t.prefetch_lines > 0 && t.batch == 1 && ROWS * NV >= 8) {
+    // One prefetch every `step` k steps, between short runs of the same accumulation. Tiles of
+    // fewer than 8 accumulators sum two sets at the end of each run (accumulate), so splitting
+    // their k loop would change their rounding with the prefetch (which the dynamic column chunks
+    // hand out by timing): they take the plain path and issue the prefetch after it.
     const float* a = t.a_batch[0] + t.a_offset;
     const float* bp = t.b_batch[0] + t.b_offset;
     const char* line = reinterpret_cast<const char*>(t.prefetch);
@@ -165,16 +168,21 @@ void tile(const GemmTileArgs& t) {
       }
     }
     for (; lines > 0; --lines, line += 64) _mm_prefetch(line, _MM_HINT_T1);
-  } else
-  for (int64_t b = 0; b < t.batch; ++b) {
-    const float* a = t.a_batch[b] + t.a_offset;
-    const float* bp = t.b_batch[b] + t.b_offset;
-    if (mask_b) {
-      accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset, t.k,
-                                           last_mask);
-    } else {
-      accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset,
-                                            t.k, last_mask);
+  } else {
+    for (int64_t b = 0; b < t.batch; ++b) {
+      const float* a = t.a_batch[b] + t.a_offset;
+      const float* bp = t.b_batch[b] + t.b_offset;
+      if (mask_b) {
+        accumulate<ROWS, NV, PACKED_A, true>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset, t.k,
+                                             last_mask);
+      } else {
+        accumulate<ROWS, NV, PACKED_A, false>(acc, a, t.a_row_stride, bp, t.b_row_stride, t.b_vector_offset,
+                                              t.k, last_mask);
+      }
+    }
+    if (!CHECK && t.batch == 1) {
+      const char* line = reinterpret_cast<const char*>(t.prefetch);
+      for (int64_t lines = t.prefetch_lines; lines > 0; --lines, line += 64) _mm_prefetch(line, _MM_HINT_T1);
     }
   }
 

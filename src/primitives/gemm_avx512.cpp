@@ -112,6 +112,11 @@ inline void store(const GemmTileArgs& t, __m512 x, int r, int v, int last_count,
     _mm512_storeu_ps(c, x);
 }
 
+// Requests `lines` contiguous cache lines from `line` on into L2.
+inline void prefetch_to_l2(const char* line, int64_t lines) {
+  for (; lines > 0; --lines, line += 64) _mm_prefetch(line, _MM_HINT_T1);
+}
+
 template <int ROWS, int NV, bool PACKED_A, bool CHECK = false>
 void tile(const GemmTileArgs& t) {
   __m512 acc[ROWS][NV];
@@ -167,7 +172,7 @@ void tile(const GemmTileArgs& t) {
         --lines;
       }
     }
-    for (; lines > 0; --lines, line += 64) _mm_prefetch(line, _MM_HINT_T1);
+    prefetch_to_l2(line, lines);
   } else {
     for (int64_t b = 0; b < t.batch; ++b) {
       const float* a = t.a_batch[b] + t.a_offset;
@@ -180,10 +185,7 @@ void tile(const GemmTileArgs& t) {
                                               t.k, last_mask);
       }
     }
-    if (!CHECK && t.batch == 1) {
-      const char* line = reinterpret_cast<const char*>(t.prefetch);
-      for (int64_t lines = t.prefetch_lines; lines > 0; --lines, line += 64) _mm_prefetch(line, _MM_HINT_T1);
-    }
+    if (t.batch == 1) prefetch_to_l2(reinterpret_cast<const char*>(t.prefetch), t.prefetch_lines);
   }
 
   // Store step: beta * C, then the epilogue, all on the registers before the one store.

@@ -40,7 +40,7 @@ void add_generate_command(CLI::App& app) {
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd =
-      app.add_subcommand("generate", "Generate text with a GPT-2 checkpoint (Hugging Face folder)");
+      app.add_subcommand("generate", "Generate text with a GPT-2 checkpoint (Hugging Face folder or its ONNX export)");
   cmd->add_option("--model", options->model,
                   "checkpoint folder (config.json, model.safetensors, vocab.json, merges.txt), or an ONNX "
                   "file from scripts/export_gpt2_onnx.py with vocab.json and merges.txt beside it")

@@ -9,6 +9,7 @@
 
 #include "primitives/primitives.h"
 #include "primitives/gemm_int8.h"
+#include "tessera/thread_pool.h"
 
 namespace prim = tessera::primitives;
 
@@ -95,8 +96,11 @@ void BM_GemmPacked(benchmark::State& state) {
 
 // As BM_GemmPacked, with the weights out of cache as in a model bigger than the L3 (BERT-base's
 // 340 MB): each call uses the next of enough packed copies of B to fill 512 MB.
+// range(3): threads (1 runs on the caller alone).
 void BM_GemmPackedColdB(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const int threads = int(state.range(3));
+  tessera::ThreadPool pool(threads);
   const auto A = random_values(size_t(M * K), 1), B = random_values(size_t(K * N), 2);
   std::vector<float> C(size_t(M * N));
   const size_t copies = std::max<size_t>(2, (size_t(512) << 20) / size_t(K * N * 4));
@@ -104,7 +108,7 @@ void BM_GemmPackedColdB(benchmark::State& state) {
   for (size_t i = 0; i < copies; ++i) packed.emplace_back(K, N, B.data(), N, false);
   size_t next = 0;
   for (auto _ : state) {
-    prim::gemm_packed_f32(M, A.data(), K, packed[next], C.data(), N, {}, nullptr);
+    prim::gemm_packed_f32(M, A.data(), K, packed[next], C.data(), N, {}, threads > 1 ? &pool : nullptr);
     next = (next + 1) % copies;
     benchmark::ClobberMemory();
   }
@@ -231,7 +235,19 @@ BENCHMARK(BM_GemmPacked)
     ->Apply(bert_base_shapes)
     ->ArgNames({"M", "N", "K"})
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_GemmPackedColdB)->Apply(bert_base_shapes)->ArgNames({"M", "N", "K"})->Unit(benchmark::kMillisecond);
+void bert_base_shapes_threads(benchmark::internal::Benchmark* b) {
+  for (int64_t threads : {1, 2}) {
+    b->Args({128, 2304, 768, threads});
+    b->Args({128, 768, 768, threads});
+    b->Args({128, 3072, 768, threads});
+    b->Args({128, 768, 3072, threads});
+  }
+}
+BENCHMARK(BM_GemmPackedColdB)
+    ->Apply(bert_base_shapes_threads)
+    ->ArgNames({"M", "N", "K", "threads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_GemmGeneral)
     ->Apply(square_shapes)
     ->Apply(skinny_shapes)

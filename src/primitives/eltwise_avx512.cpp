@@ -13,8 +13,51 @@ void activation_avx512(const UnaryParams& params, __m512* values, int count) {
   Kernels::activation(params, values, count);
 }
 
+namespace {
+
+// One 16 x 16 block in registers: 32-bit and 64-bit interleaves of row pairs, then two rounds of
+// 128-bit lane shuffles (lanes 0, 2 | 1, 3 of two registers) put column j of the block in row j.
+void transpose_16x16(const uint32_t* src, int64_t ld_src, uint32_t* dst, int64_t ld_dst) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld_src);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // Per 128-bit lane L, r[4g + q] holds rows 4g..4g+3 of column 4L + q.
+  for (int g = 0; g < 4; ++g) {
+    const __m512d lo = _mm512_castps_pd(t[4 * g]), hi = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d lo2 = _mm512_castps_pd(t[4 * g + 2]), hi2 = _mm512_castps_pd(t[4 * g + 3]);
+    r[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, lo2));
+    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, lo2));
+    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(hi, hi2));
+    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(hi, hi2));
+  }
+  for (int q = 0; q < 4; ++q) {
+    const __m512 even01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88), odd01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xdd);
+    const __m512 even23 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
+    const __m512 odd23 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xdd);
+    _mm512_storeu_ps(dst + (0 + q) * ld_dst, _mm512_shuffle_f32x4(even01, even23, 0x88));
+    _mm512_storeu_ps(dst + (8 + q) * ld_dst, _mm512_shuffle_f32x4(even01, even23, 0xdd));
+    _mm512_storeu_ps(dst + (4 + q) * ld_dst, _mm512_shuffle_f32x4(odd01, odd23, 0x88));
+    _mm512_storeu_ps(dst + (12 + q) * ld_dst, _mm512_shuffle_f32x4(odd01, odd23, 0xdd));
+  }
+}
+
+void transpose_4byte_avx512(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
+                            int64_t ld_dst) {
+  const int64_t full_rows = rows / 16 * 16, full_cols = cols / 16 * 16;
+  for (int64_t r0 = 0; r0 < full_rows; r0 += 16)
+    for (int64_t c0 = 0; c0 < full_cols; c0 += 16)
+      transpose_16x16(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
+  transpose_4byte_scalar(full_rows, cols - full_cols, src + full_cols, ld_src, dst + full_cols * ld_dst, ld_dst);
+  transpose_4byte_scalar(rows - full_rows, cols, src + full_rows * ld_src, ld_src, dst + full_rows, ld_dst);
+}
+
+}  // namespace
+
 constinit const EltwiseKernels kEltwiseAvx512 = {Kernels::unary, Kernels::binary_row, Kernels::reduce_rows,
                                                  Kernels::reduce_cols, Kernels::online_softmax_block,
-                                                 Kernels::add_layer_norm_rows};
+                                                 Kernels::add_layer_norm_rows, transpose_4byte_avx512};
 
 }  // namespace tessera::primitives::detail

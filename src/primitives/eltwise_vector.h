@@ -354,7 +354,7 @@ struct EltwiseVector {
   static void online_softmax_block(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                                    float* row_sum, float* rescale) {
     const float inf = __builtin_inff();
-    const V flush_below = S::set1(kSoftmaxFlushBelow), flushed = S::set1(kSoftmaxFlushedTo);
+    const V flush_below = S::set1(kSoftmaxFlushBelow), zero = S::set1(0.f);
     for (int64_t r = 0; r < rows; ++r) {
       float* x = scores + r * ld;
       V m0 = S::set1(row_max[r]), m1 = m0;
@@ -374,9 +374,13 @@ struct EltwiseVector {
       rescale[r] = __builtin_expf(row_max[r] - m);
       row_max[r] = m;
       const V shift = S::set1(m);
+      // Shifted scores are at most 0, and those below the flush point weigh exactly 0 (as
+      // exp(kSoftmaxFlushedTo) does), so the exponential's core needs no range checks: a masked
+      // key (-10000 in BERT's mask) no longer sends its vector down exp's subnormal path.
+      // The constant goes first in max so that a NaN score stays NaN.
       auto weight = [&](V v) {
         const V shifted = S::sub(v, shift);
-        return M::exp(S::select(S::lt(shifted, flush_below), flushed, shifted));
+        return S::select(S::lt(shifted, flush_below), zero, M::exp_core(S::max(flush_below, shifted)));
       };
       V s0 = S::set1(0.f), s1 = s0;
       i = 0;

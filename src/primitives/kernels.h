@@ -23,6 +23,10 @@ void add_layer_norm_rows_scalar(int64_t rows, int64_t cols, const float* x, cons
                                 float* sum_out, const float* scale, const float* bias, float epsilon, float* y);
 void online_softmax_block_scalar(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                                  float* row_sum, float* rescale);
+// dst[c * ld_dst + r] = src[r * ld_src + c] for 4-byte elements, bits copied as they are; cache
+// tiled plain loops (the vector kernels use it for the edges their register blocks leave).
+void transpose_4byte_scalar(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
+                            int64_t ld_dst);
 
 struct EltwiseKernels {
   void (*unary)(const UnaryParams& params, int64_t n, const float* x, float* y);
@@ -35,6 +39,9 @@ struct EltwiseKernels {
                                float* row_sum, float* rescale);
   void (*add_layer_norm_rows)(int64_t rows, int64_t cols, const float* x, const float* residual, int64_t ld,
                               float* sum_out, const float* scale, const float* bias, float epsilon, float* y);
+  // As transpose_4byte_scalar: the vector kernels transpose square blocks in registers.
+  void (*transpose_4byte)(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
+                          int64_t ld_dst);
 };
 
 // Where online_softmax_block flushes: exp(x) is subnormal below ln(FLT_MIN) = -87.34, so shifted

@@ -1,7 +1,9 @@
 // transpose_2d: a cache-blocked out-of-place transpose for any element size, with typed loops
-// for the sizes tensors use (1, 2, 4, 8, 16 bytes) so the copies are plain loads and stores.
+// for the sizes tensors use (1, 2, 8, 16 bytes) so the copies are plain loads and stores, and the
+// ISA's register-block kernel for 4-byte elements (float activations, im2col and K^T copies).
 #include <cstring>
 
+#include "primitives/kernels.h"
 #include "primitives/primitives.h"
 
 namespace tessera::primitives {
@@ -42,8 +44,8 @@ void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, v
       return transpose_typed(rows, cols, static_cast<const uint16_t*>(src), ld_src,
                              static_cast<uint16_t*>(dst), ld_dst);
     case 4:
-      return transpose_typed(rows, cols, static_cast<const uint32_t*>(src), ld_src,
-                             static_cast<uint32_t*>(dst), ld_dst);
+      return detail::eltwise_kernels(active_isa())
+          .transpose_4byte(rows, cols, static_cast<const uint32_t*>(src), ld_src, static_cast<uint32_t*>(dst), ld_dst);
     case 8:
       return transpose_typed(rows, cols, static_cast<const uint64_t*>(src), ld_src,
                              static_cast<uint64_t*>(dst), ld_dst);

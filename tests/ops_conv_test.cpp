@@ -7,8 +7,10 @@
 // Test cases name only the fields they set; the rest keep their defaults on purpose.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
+#include <atomic>
 #include <chrono>
 
+#include "ops/conv.h"
 #include "ops/fused_activation.h"
 #include "primitives/primitives.h"
 #include "ops_kernel_harness.h"
@@ -30,6 +32,7 @@ struct ConvCase {
   bool relu = false;
   bool residual = false;
   bool constant_weights = true;
+  std::string algorithm;      // when set, the algorithm the plan must pick
 };
 
 // Direct convolution over up to 3 spatial dims, accumulating in double.
@@ -132,6 +135,7 @@ void check_conv(const ConvCase& c, uint32_t seed) {
   constant[1] = c.constant_weights;
   constant[2] = true;
   auto result = run_node(node, 13, inputs, 1, constant);
+  if (!c.algorithm.empty()) EXPECT_EQ(conv_algorithm_name(*result.kernel), c.algorithm);
   ASSERT_EQ(result.outputs[0].shape(), expected.shape());
   EXPECT_LT(relative_l2_error(result.outputs[0], expected), 1e-5)
       << "x " << shape_to_string(c.x) << " w " << shape_to_string(c.w);
@@ -237,6 +241,93 @@ TEST(ConvOp, ThreadSplitsOnEveryIsa) {
     check_conv({.x = {3, 24, 23, 19}, .w = {30, 24, 3, 3}, .strides = {2, 1}, .pads = {1, 1, 1, 1}}, 46);
   }
   primitives::set_isa(original);
+}
+
+// Few input channels (network stems) take the direct kernel of conv_small_channels.h on AVX-512
+// and im2col elsewhere: strides 1 to 4, asymmetric pads, kernels wider than the row, output rows
+// of whole and partial 48- and 16-wide blocks, output channels not a multiple of 8, batch,
+// residual, relu, no bias, 1-D.
+TEST(ConvOp, SmallInputChannelsOnEveryIsa) {
+  const primitives::Isa original = primitives::active_isa();
+  const std::string name = "small_channels";
+  for (primitives::Isa isa :
+       {primitives::Isa::scalar, primitives::Isa::avx2, primitives::Isa::avx512}) {
+    if (primitives::set_isa(isa) != isa) continue;  // not supported by this CPU
+    SCOPED_TRACE(primitives::isa_name(isa));
+    check_conv({.x = {1, 3, 38, 50}, .w = {32, 3, 3, 3}, .strides = {2, 2}, .pads = {1, 1, 1, 1}, .relu = true,
+                .algorithm = name}, 50);
+    check_conv({.x = {2, 3, 40, 36}, .w = {20, 3, 7, 7}, .strides = {2, 2}, .pads = {3, 3, 3, 3}, .relu = true,
+                .residual = true, .algorithm = name}, 51);
+    check_conv({.x = {1, 2, 20, 70}, .w = {5, 2, 5, 3}, .pads = {2, 1, 2, 1}, .algorithm = name}, 52);
+    check_conv({.x = {1, 4, 31, 53}, .w = {9, 4, 3, 4}, .strides = {3, 3}, .pads = {0, 2, 1, 1}, .algorithm = name},
+               53);
+    check_conv({.x = {1, 2, 41, 67}, .w = {3, 2, 1, 1}, .strides = {4, 4}, .bias = false, .algorithm = name}, 54);
+    check_conv({.x = {1, 3, 20, 96}, .w = {8, 3, 3, 3}, .pads = {1, 1, 1, 1}, .residual = true, .algorithm = name},
+               55);
+    check_conv({.x = {1, 2, 30, 5}, .w = {4, 2, 3, 7}, .pads = {1, 3, 1, 3}, .relu = true, .algorithm = name}, 56);
+    check_conv({.x = {2, 3, 300}, .w = {6, 3, 5}, .strides = {2}, .pads = {2, 2}, .algorithm = name}, 57);
+    check_conv({.x = {1, 3, 19, 130}, .w = {16, 3, 2, 5}, .strides = {1, 2}, .pads = {0, 0, 1, 4}, .relu = true,
+                .algorithm = name}, 58);
+  }
+  primitives::set_isa(original);
+}
+
+// The fault injector's hook-only check keeps a small-input-channel layer on its direct kernel
+// (the clean run's arithmetic): the hook sees every output's raw sum once, and what it changes
+// reaches exactly that output. An ABFT check moves the layer to im2col + GEMM, whose checks pass.
+TEST(ConvOp, SmallInputChannelsFaultHookAndChecks) {
+  Node node;
+  node.op_type = "Conv";
+  node.attributes.set_ints("strides", {2, 2});
+  node.attributes.set_ints("pads", {1, 1, 1, 1});
+  const Tensor x = random_tensor({1, 3, 30, 40}, 60), w = random_tensor({10, 3, 3, 3}, 61), b = random_tensor({10}, 62);
+  auto clean = run_node(node, 13, {x, w, b});
+  ASSERT_EQ(conv_algorithm_name(*clean.kernel), "small_channels");
+  const Tensor& want = clean.outputs[0];
+  const int64_t plane = want.dim(2) * want.dim(3), target_channel = 7, target_pixel = 123;
+
+  struct Hook {
+    std::atomic<int64_t> seen{0};
+    int64_t channel = 0, pixel = 0;
+    static void corrupt(void* context, int64_t row0, int64_t col0, int rows, int cols, float* c, int64_t ldc) {
+      auto* self = static_cast<Hook*>(context);
+      self->seen += int64_t(rows) * cols;
+      if (self->channel >= row0 && self->channel < row0 + rows && self->pixel >= col0 && self->pixel < col0 + cols)
+        c[(self->channel - row0) * ldc + (self->pixel - col0)] += 1000.f;
+    }
+  } hook;
+  hook.channel = target_channel;
+  hook.pixel = target_pixel;
+  primitives::GemmCheckCounters counters;
+  primitives::GemmCheck check;
+  check.scheme = primitives::GemmCheckScheme::hook_only;
+  check.counters = &counters;
+  check.fault_hook = &Hook::corrupt;
+  check.fault_context = &hook;
+  std::vector<const Tensor*> in = {&x, &w, &b};
+  Tensor hooked(DType::f32, want.shape());
+  std::vector<Tensor*> out = {&hooked};
+  ExecContext hooked_context{testing::harness_pool(), &check};
+  clean.kernel->run(in, out, hooked_context);
+  EXPECT_EQ(hook.seen.load(), want.numel());
+  const float* got = hooked.data<float>();
+  const float* clean_values = want.data<float>();
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    if (i == target_channel * plane + target_pixel)
+      EXPECT_NEAR(got[i], clean_values[i] + 1000.f, 1e-3f);
+    else
+      ASSERT_EQ(got[i], clean_values[i]) << "element " << i;
+  }
+
+  check = primitives::GemmCheck{};
+  check.counters = &counters;
+  Tensor checked(DType::f32, want.shape());
+  out = {&checked};
+  ExecContext checked_context{testing::harness_pool(), &check};
+  clean.kernel->run(in, out, checked_context);
+  EXPECT_GT(counters.checks.load(), 0);
+  EXPECT_EQ(counters.detections.load(), 0);
+  EXPECT_LT(relative_l2_error(checked, want), 1e-5);
 }
 
 TEST(ConvOp, DepthwiseOnEveryIsa) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ops/conv_depthwise.h"
+#include "ops/conv_small_channels.h"
 #include "ops/fused_activation.h"
 #include "ops/operator.h"
 #include "ops/spatial_geometry.h"
@@ -34,13 +35,14 @@ namespace {
 
 using primitives::GemmEpilogue;
 
-enum class ConvAlgorithm { pointwise, depthwise, im2col, winograd_f2x2, winograd_f4x4 };
+enum class ConvAlgorithm { pointwise, depthwise, im2col, small_channels, winograd_f2x2, winograd_f4x4 };
 
 const char* algorithm_name(ConvAlgorithm a) {
   switch (a) {
     case ConvAlgorithm::pointwise: return "pointwise";
     case ConvAlgorithm::depthwise: return "depthwise";
     case ConvAlgorithm::im2col: return "im2col";
+    case ConvAlgorithm::small_channels: return "small_channels";
     case ConvAlgorithm::winograd_f2x2: return "winograd_f2x2";
     case ConvAlgorithm::winograd_f4x4: return "winograd_f4x4";
   }
@@ -107,6 +109,7 @@ class ConvKernel : public Kernel {
       algorithm_ = ConvAlgorithm::im2col;
     // A single input channel with one group is "depthwise" too, but Winograd serves it as well.
     if (algorithm_ != ConvAlgorithm::pointwise && constant_weights) plan_winograd(*constant_weights, threads);
+    if (algorithm_ == ConvAlgorithm::im2col && constant_weights) plan_small_channels(*constant_weights);
     if ((algorithm_ == ConvAlgorithm::pointwise || algorithm_ == ConvAlgorithm::im2col) && constant_weights &&
         g.output_size() <= kPixelMajorMaxPlane) {
       // B = W_g^T [K x C_out_g] for each group, packed once.
@@ -173,6 +176,23 @@ class ConvKernel : public Kernel {
       case ConvAlgorithm::im2col:
         if (!packed_weights_.empty()) return run_pixel_major(x, bias, residual, y, context.pool, context.gemm_check);
         return run_im2col(x, w, bias, residual, y, context.pool, context.gemm_check);
+      case ConvAlgorithm::small_channels:
+        // ABFT's checks live in the GEMM driver, and the kernel is AVX-512 only (the ISA can be
+        // switched after planning): then im2col serves the layer. A hook-only check (the fault
+        // injector's accumulator site, with no ABFT) stays here, so that the injected run
+        // computes this layer exactly as the clean run did.
+        if ((context.gemm_check && context.gemm_check->scheme != primitives::GemmCheckScheme::hook_only) ||
+            !SmallChannelConv::runs_on_active_isa())
+          return run_im2col(x, w, bias, residual, y, context.pool, context.gemm_check);
+        for (int64_t n = 0; n < d_.batch; ++n) {
+          const int64_t in_offset = n * d_.in_channels * d_.geometry.input_size();
+          const int64_t out_offset = n * d_.out_channels * d_.geometry.output_size();
+          small_channels_->run(x + in_offset, bias, residual ? residual + out_offset : nullptr, d_.activation,
+                               context.gemm_check ? context.gemm_check->fault_hook : nullptr,
+                               context.gemm_check ? context.gemm_check->fault_context : nullptr, y + out_offset,
+                               context.pool);
+        }
+        return;
       case ConvAlgorithm::winograd_f2x2:
       case ConvAlgorithm::winograd_f4x4:
         return winograd_->run(x, bias, residual, d_.activation, y, context.pool, context.gemm_check);
@@ -180,6 +200,31 @@ class ConvKernel : public Kernel {
   }
 
  private:
+  // Few input channels (a network's stem), one group, dilation 1, 1-D or 2-D, a plane too large
+  // for pixel-major: the direct kernel of conv_small_channels.h instead of im2col + GEMM.
+  void plan_small_channels(const Tensor& weights) {
+    const SpatialGeometry& g = d_.geometry;
+    if (d_.groups != 1 || g.input[0] != 1 || g.kernel[0] != 1 || g.output[0] != 1 || g.pad_begin[0] != 0 ||
+        g.dilation[1] != 1 || g.dilation[2] != 1 || g.output_size() <= kPixelMajorMaxPlane)
+      return;
+    SmallChannelConvShape shape;
+    shape.in_channels = d_.in_channels;
+    shape.in_h = g.input[1];
+    shape.in_w = g.input[2];
+    shape.out_channels = d_.out_channels;
+    shape.out_h = g.output[1];
+    shape.out_w = g.output[2];
+    shape.kernel_h = g.kernel[1];
+    shape.kernel_w = g.kernel[2];
+    shape.stride_h = g.stride[1];
+    shape.stride_w = g.stride[2];
+    shape.pad_top = g.pad_begin[1];
+    shape.pad_left = g.pad_begin[2];
+    if (!small_channel_conv_fits(shape)) return;
+    small_channels_ = std::make_unique<SmallChannelConv>(shape, weights.data<float>());
+    algorithm_ = ConvAlgorithm::small_channels;
+  }
+
   // Switches a 3x3 stride-1 dilation-1 single-group 2-D convolution to Winograd when forced or
   // when the cost model expects it to be faster than im2col + GEMM.
   void plan_winograd(const Tensor& weights, int threads) {
@@ -423,6 +468,7 @@ class ConvKernel : public Kernel {
   // Per group the weights' column sums, then per group those of |weights| (gemm_k each): ABFT.
   std::vector<float> weight_column_sums_;
   std::unique_ptr<WinogradConvolution> winograd_;
+  std::unique_ptr<SmallChannelConv> small_channels_;
   DepthwisePlaneShape depthwise_shape_{};
   std::vector<int64_t> column_lo_, column_hi_;
   int64_t tile_rows_ = 1;

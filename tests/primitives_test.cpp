@@ -924,6 +924,39 @@ TEST(Primitives, GemmPackedIsBitwiseTheSameOnAnyThreadsAndRun) {
   });
 }
 
+// A given transposed (A^T [K, M], as a pixel-major convolution hands over its NCHW input) gives
+// bitwise the product of the plain call on a transposed copy: the packing reads either into the
+// same panels. On 1, 2 and 3 threads (column chunks over a shared packed A), with remainders.
+TEST(Primitives, GemmPackedWithTransposedAMatchesTheCopy) {
+  struct Shape {
+    int64_t M, N, K;
+  };
+  const Shape shapes[] = {{49, 960, 160}, {49, 160, 960}, {17, 700, 45}, {196, 96, 576}, {5, 33, 600}};
+  tessera::ThreadPool pool2(2), pool3(3);
+  for_each_isa([&](Isa) {
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE("M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K));
+      const int64_t lda_t = s.M + 3;  // A^T rows padded, as a plane inside a larger tensor
+      auto At = random_vector(size_t(s.K * lda_t), 21), B = random_vector(size_t(s.K * s.N), 22);
+      std::vector<float> A(size_t(s.M * s.K));
+      for (int64_t m = 0; m < s.M; ++m)
+        for (int64_t k = 0; k < s.K; ++k) A[size_t(m * s.K + k)] = At[size_t(k * lda_t + m)];
+      auto bias = random_vector(size_t(s.N), 23);
+      prim::PackedB packed(s.K, s.N, B.data(), s.N, false);
+      prim::GemmEpilogue e;
+      e.bias_per_column = bias.data();
+      e.activation.kind = UnaryKind::relu;
+      for (tessera::ThreadPool* pool : {static_cast<tessera::ThreadPool*>(nullptr), &pool2, &pool3}) {
+        std::vector<float> want(size_t(s.M * s.N)), got(size_t(s.M * s.N), 9.f);
+        prim::gemm_packed_f32(s.M, A.data(), s.K, packed, want.data(), s.N, e, pool);
+        prim::gemm_packed_f32(s.M, At.data(), lda_t, packed, got.data(), s.N, e, pool, /*a_transposed=*/true);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+            << (pool ? pool->size() : 1) << " threads";
+      }
+    }
+  });
+}
+
 TEST(Primitives, BatchReduceGemm) {
   for_each_isa([](Isa) {
     std::mt19937 rng(11);

@@ -86,7 +86,7 @@ int64_t padded_row_stride(int64_t floats) {
 }
 
 // Grow-only per-thread buffers, so repeated runs do not allocate.
-thread_local std::vector<float> column_scratch, transposed_scratch, product_scratch;
+thread_local std::vector<float> column_scratch, product_scratch;
 float* scratch(std::vector<float>& buffer, size_t floats) {
   if (buffer.size() < floats) buffer.resize(floats);
   return buffer.data();
@@ -413,11 +413,11 @@ class ConvKernel : public Kernel {
   }
 
   // Y^T[pixels x C_out] = X^T[pixels x K] * W^T[K x C_out]: the constant weights are the packed B
-  // operand. The input columns (the image itself for 1x1, else im2col rows) are transposed into
-  // A, and the product is transposed back into the NCHW planes, then residual and activation.
-  // Each of the three steps is split over the whole pool (input channels, the GEMM's own grid,
-  // output channels): these planes are small, so splitting by pixels would leave a thread
-  // idle (7 rows do not halve) and run the transposes on one thread.
+  // operand, and the input columns (the image itself for 1x1, else im2col rows) are A given
+  // transposed, which the GEMM's packing reads as they are; the product is transposed back into
+  // the NCHW planes, then residual and activation. Each step is split over the whole pool (input
+  // channels for im2col, the GEMM's own grid, output channels): these planes are small, so
+  // splitting by pixels would leave a thread idle (7 rows do not halve).
   void run_pixel_major(const float* x, const float* bias, const float* residual, float* y,
                        ThreadPool& pool, const primitives::GemmCheck* check) const {
     const SpatialGeometry& g = d_.geometry;
@@ -425,31 +425,27 @@ class ConvKernel : public Kernel {
     const int64_t pixels = g.output_size(), in_plane = g.input_size();
     const int64_t k = d_.gemm_k(), cin = d_.in_per_group(), cout = d_.out_per_group();
     const int64_t taps = g.kernel_size();
-    const int64_t ldk = padded_row_stride(k), ldy = padded_row_stride(cout);
+    const int64_t ldy = padded_row_stride(cout);
     const bool pointwise = algorithm_ == ConvAlgorithm::pointwise;
     const bool has_activation = d_.activation.kind != primitives::UnaryKind::identity;
     // The calling thread's buffers, shared with the workers for the duration of this call.
-    float* a = scratch(transposed_scratch, size_t(pixels * ldk));
+    float* columns = pointwise ? nullptr : scratch(column_scratch, size_t(k * pixels));
     float* product = scratch(product_scratch, size_t(pixels * ldy));
     // Enough channels per chunk that a chunk is worth a wake-up.
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, pixels * taps));
     for (int64_t image = 0; image < d_.batch * d_.groups; ++image) {
       const int64_t n = image / d_.groups, grp = image % d_.groups;
       const float* x_group = x + (n * d_.in_channels + grp * cin) * in_plane;
-      pool.parallel_for(cin, [&](int64_t c0, int64_t c1) {
-        if (pointwise) {  // 1x1: the input rows are the columns
-          primitives::transpose_2d(c1 - c0, pixels, x_group + c0 * in_plane, in_plane, a + c0, ldk,
-                                   sizeof(float));
-          return;
-        }
-        float* col = scratch(column_scratch, size_t((c1 - c0) * taps * pixels));
-        im2col_channels(x_group, c0, c1, 0, rows, col);
-        primitives::transpose_2d((c1 - c0) * taps, pixels, col, pixels, a + c0 * taps, ldk, sizeof(float));
-      }, grain);
+      // A^T [K x pixels]: for 1x1 the input planes themselves.
+      if (!pointwise)
+        pool.parallel_for(cin, [&](int64_t c0, int64_t c1) {
+          im2col_channels(x_group, c0, c1, 0, rows, columns + c0 * taps * pixels);
+        }, grain);
       GemmEpilogue e;
       e.check = check;
       e.bias_per_column = bias ? bias + grp * cout : nullptr;
-      primitives::gemm_packed_f32(pixels, a, ldk, packed_weights_[size_t(grp)], product, ldy, e, &pool);
+      primitives::gemm_packed_f32(pixels, pointwise ? x_group : columns, pixels, packed_weights_[size_t(grp)],
+                                  product, ldy, e, &pool, /*a_transposed=*/true);
       const int64_t offset = (n * d_.out_channels + grp * cout) * pixels;
       pool.parallel_for(cout, [&](int64_t c0, int64_t c1) {
         float* out = y + offset + c0 * pixels;

@@ -919,9 +919,10 @@ const float* PackedB::tile_row_sums(int width) const {
 const float* PackedB::row_abs_sums_all() const { return row_sums().abs_total.data(); }
 
 void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
-                     const GemmEpilogue& epilogue, ThreadPool* pool) {
+                     const GemmEpilogue& epilogue, ThreadPool* pool, bool a_transposed) {
   if (B.empty()) throw std::invalid_argument("gemm_packed_f32: B was not packed");
   GemmProblem p;
+  p.trans_a = a_transposed;
   p.M = M;
   p.N = B.N();
   p.K = B.K();

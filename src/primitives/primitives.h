@@ -219,8 +219,11 @@ class PackedB {
 
 // C[M,N] = A[M,K] * B + epilogue, B pre-packed; parallel over the pool when given (tiles of
 // M-blocks x N-blocks). A is packed per cache block, or read in place when the output is narrow.
+// a_transposed: A is given as A^T [K, M] with leading dimension lda (the NCHW activations of a
+// pixel-major convolution); the packing reads it as it is, so no transposed copy is needed, and
+// the result is bitwise that of the plain call on the transposed copy.
 void gemm_packed_f32(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C,
-                     int64_t ldc, const GemmEpilogue& epilogue, ThreadPool* pool);
+                     int64_t ldc, const GemmEpilogue& epilogue, ThreadPool* pool, bool a_transposed = false);
 
 // General C = alpha * op(A) * op(B) + beta * C (row-major), with optional epilogue after it.
 // Packs B on every call (use PackedB + gemm_packed_f32 for weights). beta == 0 never reads C;

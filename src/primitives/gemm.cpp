@@ -41,6 +41,11 @@ constexpr int64_t kNBlockTiles = 8;
 // B packed at run time goes through a buffer of this many floats (kc x nc, 768 KiB), which stays
 // in L2 beside the A block while every row block of the range uses it.
 constexpr int64_t kPackedBBlockFloats = 192 * 1024;
+// Row tiles up to which run-time B is read in place rather than packed (see run_range). With 3,
+// MobileNetV2's 1x1 layers of 16 to 32 output channels took 1326 -> 1019 us in all; 6 helped its
+// 64-channel 14x14 layers (80 -> 68 us) but slowed ResNet-50's 256 -> 64 at 56x56 (2.09 -> 2.48 ms:
+// 256 rows of B read in place, 3136 floats apart).
+constexpr int64_t kInPlaceBMaxRowTiles = 3;
 // Output tiles per task from which A is packed even when its rows would be read fine in place
 // (see should_pack_a).
 constexpr int64_t kPackMinTiles = 32;
@@ -624,7 +629,13 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
   // B packed at run time is packed one block of kc x nc at a time, just before its use, so the
   // copy is read back from L2: packing the whole range first (megabytes for a 1x1 convolution
   // over a 56x56 image) sent it out to L3 and back, which cost as much as the FMAs.
-  const bool pack_b_now = !p.packed_b;
+  // Run-time B is read where it lies when at most kInPlaceBMaxRowTiles register tiles of rows
+  // use each of its panels (a convolution with few output channels: MobileNetV2's 32 -> 16 at
+  // 112x112 packed 1.6 MB of activations to read them twice, 269 us against 146 in place); the
+  // checks need packed blocks.
+  const bool b_in_place = !p.packed_b && !p.trans_b && !p.check &&
+                          (p.M + mr - 1) / mr <= kInPlaceBMaxRowTiles;
+  const bool pack_b_now = !p.packed_b && !b_in_place;
   const int64_t nc = pack_b_now ? std::max(nr, kPackedBBlockFloats / std::max<int64_t>(1, kc) / nr * nr)
                                 : n_end - n_begin;
   float* b_buffer = nullptr;
@@ -648,8 +659,8 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
   args.a_row_stride = p.lda;
   args.a_batch = &a_pointer;
   args.b_batch = &b_pointer;
-  args.b_padded = true;
-  args.b_row_stride = kPanelWidth;
+  args.b_padded = !b_in_place;
+  args.b_row_stride = b_in_place ? p.ldb : kPanelWidth;
   args.ldc = p.ldc;
 
   std::optional<RangeCheck> check;
@@ -666,7 +677,11 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
       // b_block + j * panel_stride, with its column 0 at b_origin + j * kPanelWidth.
       const float* b_block;
       int64_t panel_stride, b_origin;
-      if (pack_b_now) {
+      if (b_in_place) {
+        panel_stride = 0;  // unused: the tile's B starts at its own column of the row
+        b_block = p.raw_b + k0 * p.ldb;
+        b_origin = 0;
+      } else if (pack_b_now) {
         panel_stride = pack_b_block(p, k0, depth, nc0, nc_end - nc0, b_buffer);
         b_block = b_buffer;
         b_origin = nc0;
@@ -675,8 +690,10 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
         b_block = p.packed_b->panel(0) + k0 * kPanelWidth;
         b_origin = 0;
       }
-      // Vector v of a tile lies in the next panel when a vector is a whole panel, else beside it.
-      args.b_vector_offset = kernel.vector_floats == kPanelWidth ? panel_stride : kernel.vector_floats;
+      // Vector v of a tile lies in the next panel when a vector is a whole panel, else beside it
+      // (and always beside it in a row of B read in place).
+      args.b_vector_offset =
+          kernel.vector_floats == kPanelWidth && !b_in_place ? panel_stride : kernel.vector_floats;
       args.k = depth;
       args.beta = k0 == 0 ? p.beta : 1.f;
       const bool last_k_block = k0 + depth >= p.K;
@@ -699,7 +716,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
           const int64_t nb_end = std::min(nc_end, nb + kNBlockTiles * nr);
           // The next B block in traversal order: the next columns, or the next K block's first
           // ones after the last M block's last columns.
-          if (!pack_b_now) {
+          if (p.packed_b) {
             const int64_t calls = ((mb_end - mb + mr - 1) / mr) * ((nb_end - nb + nr - 1) / nr);
             if (nb_end < nc_end)
               prefetch.start(*p.packed_b, k0, depth, nb_end, std::min(nc_end, nb_end + kNBlockTiles * nr), calls);
@@ -721,9 +738,9 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
               args.cols = int(std::min(nr, nc_end - n0));
               args.col0 = n0;
               const int64_t local = n0 - b_origin;
-              b_pointer = b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
+              b_pointer = b_in_place ? b_block + n0 : b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
               args.c = p.C + m0 * p.ldc + n0;
-              if (!pack_b_now) {
+              if (p.packed_b) {
                 if (kernel.prefetches_b)
                   prefetch.hand_to(args);
                 else

@@ -19,8 +19,9 @@ thread_local std::vector<float> phase_planes;
 bool small_channel_conv_fits(const SmallChannelConvShape& s) {
   return s.in_channels >= 1 && s.in_channels <= kMaxInputChannels && s.out_channels >= 1 && s.out_h >= 1 &&
          s.out_w >= 1 && s.in_h >= 1 && s.in_w >= 1 && s.kernel_h >= 1 && s.kernel_w >= 1 &&
-         s.in_channels * s.kernel_h * s.kernel_w <= kSmallChannelConvMaxTaps && s.stride_h >= 1 && s.stride_h <= kMaxStride &&
-         s.stride_w >= 1 && s.stride_w <= kMaxStride && s.pad_top >= 0 && s.pad_left >= 0;
+         s.in_channels * s.kernel_h * s.kernel_w <= kSmallChannelConvMaxTaps && s.stride_h >= 1 &&
+         s.stride_h <= kMaxStride && s.stride_w >= 1 && s.stride_w <= kMaxStride && s.pad_top >= 0 &&
+         s.pad_left >= 0;
 }
 
 SmallChannelConv::SmallChannelConv(const SmallChannelConvShape& shape, const float* weights) {

@@ -55,7 +55,8 @@ void output_block(const SmallChannelConvPlan& plan, const float* in, const int64
     if (bias)
       for (int v = 0; v < V; ++v) acc[ch][v] = _mm512_add_ps(acc[ch][v], _mm512_set1_ps(bias[channel0 + ch]));
     if (residual) {
-      for (int v = 0; v + 1 < V; ++v) acc[ch][v] = _mm512_add_ps(acc[ch][v], _mm512_loadu_ps(residual + offset + 16 * v));
+      for (int v = 0; v + 1 < V; ++v)
+        acc[ch][v] = _mm512_add_ps(acc[ch][v], _mm512_loadu_ps(residual + offset + 16 * v));
       acc[ch][V - 1] =
           _mm512_add_ps(acc[ch][V - 1], _mm512_maskz_loadu_ps(last_lanes, residual + offset + 16 * (V - 1)));
     }

@@ -89,7 +89,8 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
         const int64_t row = base + (q0 + i) * p.mask_row_stride + k0 * p.mask_column_stride;
         float* srow = sc + i * keys;
         if (p.additive_mask) {
-          binary_f32(BinaryKind::add, 1, keys, srow, keys, 1, p.additive_mask + row, 0, p.mask_column_stride, srow, keys);
+          binary_f32(BinaryKind::add, 1, keys, srow, keys, 1, p.additive_mask + row, 0, p.mask_column_stride, srow,
+                     keys);
         } else {
           const uint8_t* m = p.keep_mask + row;
           for (int64_t j = 0; j < keys; ++j)
@@ -109,7 +110,8 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
     online_softmax_block_f32(rows, keys, sc, keys, s.row_max.data(), s.row_sum.data(), s.scale.data());
     const bool first_block = k0 == 0;
     if (!first_block)
-      binary_f32(BinaryKind::mul, rows, dv, s.accumulator.data(), dv, 1, s.scale.data(), 1, 0, s.accumulator.data(), dv);
+      binary_f32(BinaryKind::mul, rows, dv, s.accumulator.data(), dv, 1, s.scale.data(), 1, 0, s.accumulator.data(),
+                 dv);
     // accumulator (+)= P V.
     int64_t ldv;
     const float* v = dense_rows(v_base + k0 * p.v.row_stride, keys, dv, p.v.row_stride, p.v.column_stride, s.v_copy, &ldv);
@@ -118,7 +120,8 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
   }
   float* out = p.out + b * p.out_batch_stride + h * p.out_head_stride + q0 * p.out_row_stride;
   for (int64_t i = 0; i < rows; ++i)
-    s.scale[size_t(i)] = s.row_sum[size_t(i)] > 0 ? 1.f / s.row_sum[size_t(i)] : std::numeric_limits<float>::quiet_NaN();
+    s.scale[size_t(i)] =
+        s.row_sum[size_t(i)] > 0 ? 1.f / s.row_sum[size_t(i)] : std::numeric_limits<float>::quiet_NaN();
   binary_f32(BinaryKind::mul, rows, dv, s.accumulator.data(), dv, 1, s.scale.data(), 1, 0, out, p.out_row_stride);
 }
 

@@ -738,7 +738,8 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
               args.cols = int(std::min(nr, nc_end - n0));
               args.col0 = n0;
               const int64_t local = n0 - b_origin;
-              b_pointer = b_in_place ? b_block + n0 : b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
+              b_pointer = b_in_place ? b_block + n0
+                                     : b_block + (local / kPanelWidth) * panel_stride + local % kPanelWidth;
               args.c = p.C + m0 * p.ldc + n0;
               if (p.packed_b) {
                 if (kernel.prefetches_b)

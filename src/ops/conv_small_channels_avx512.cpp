@@ -11,8 +11,6 @@ namespace tessera::small_channel_conv_avx512 {
 
 namespace {
 
-// 8 output channels x V vectors of 16 outputs of row oh, from column ow0, over every tap; the
-// last vector's lanes are limited by `last_lanes`.
 // 8 output channels x V vectors of 16 outputs of one row, from column ow0 (`in` points at that
 // row's first tap), over every tap; the last vector's lanes are limited by `last_lanes`.
 template <int V>
@@ -37,19 +35,17 @@ void output_block(const SmallChannelConvPlan& plan, const float* in, const int64
     }
   }
   const int64_t plane = s.out_h * s.out_w;
+  const int channels = int(s.out_channels - channel0 < kSmallChannelConvBlock ? s.out_channels - channel0
+                                                                                : kSmallChannelConvBlock);
   if (hook) {
     float tile[kSmallChannelConvBlock][16 * V];
     for (int ch = 0; ch < kSmallChannelConvBlock; ++ch)
       for (int v = 0; v < V; ++v) _mm512_storeu_ps(&tile[ch][16 * v], acc[ch][v]);
-    const int rows = int(s.out_channels - channel0 < kSmallChannelConvBlock ? s.out_channels - channel0
-                                                                              : kSmallChannelConvBlock);
-    hook(hook_context, channel0, oh * s.out_w + ow0, rows, 16 * (V - 1) + __builtin_popcount(last_lanes),
+    hook(hook_context, channel0, oh * s.out_w + ow0, channels, 16 * (V - 1) + __builtin_popcount(last_lanes),
          &tile[0][0], 16 * V);
     for (int ch = 0; ch < kSmallChannelConvBlock; ++ch)
       for (int v = 0; v < V; ++v) acc[ch][v] = _mm512_loadu_ps(&tile[ch][16 * v]);
   }
-  const int channels = int(s.out_channels - channel0 < kSmallChannelConvBlock ? s.out_channels - channel0
-                                                                                : kSmallChannelConvBlock);
   for (int ch = 0; ch < channels; ++ch) {
     const int64_t offset = (channel0 + ch) * plane + oh * s.out_w + ow0;
     if (bias)

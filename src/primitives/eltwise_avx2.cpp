@@ -37,20 +37,11 @@ void transpose_8x8(const uint32_t* src, int64_t ld_src, uint32_t* dst, int64_t l
   }
 }
 
-void transpose_4byte_avx2(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
-                          int64_t ld_dst) {
-  const int64_t full_rows = rows / 8 * 8, full_cols = cols / 8 * 8;
-  for (int64_t r0 = 0; r0 < full_rows; r0 += 8)
-    for (int64_t c0 = 0; c0 < full_cols; c0 += 8)
-      transpose_8x8(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
-  transpose_4byte_scalar(full_rows, cols - full_cols, src + full_cols, ld_src, dst + full_cols * ld_dst, ld_dst);
-  transpose_4byte_scalar(rows - full_rows, cols, src + full_rows * ld_src, ld_src, dst + full_rows, ld_dst);
-}
-
 }  // namespace
 
 constinit const EltwiseKernels kEltwiseAvx2 = {Kernels::unary, Kernels::binary_row, Kernels::reduce_rows,
                                                Kernels::reduce_cols, Kernels::online_softmax_block,
-                                                 Kernels::add_layer_norm_rows, transpose_4byte_avx2};
+                                                 Kernels::add_layer_norm_rows,
+                                               transpose_4byte_by_blocks<8, transpose_8x8>};
 
 }  // namespace tessera::primitives::detail

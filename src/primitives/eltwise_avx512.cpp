@@ -34,7 +34,8 @@ void transpose_16x16(const uint32_t* src, int64_t ld_src, uint32_t* dst, int64_t
     r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(hi, hi2));
   }
   for (int q = 0; q < 4; ++q) {
-    const __m512 even01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88), odd01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xdd);
+    const __m512 even01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
+    const __m512 odd01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xdd);
     const __m512 even23 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
     const __m512 odd23 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xdd);
     _mm512_storeu_ps(dst + (0 + q) * ld_dst, _mm512_shuffle_f32x4(even01, even23, 0x88));
@@ -44,20 +45,11 @@ void transpose_16x16(const uint32_t* src, int64_t ld_src, uint32_t* dst, int64_t
   }
 }
 
-void transpose_4byte_avx512(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
-                            int64_t ld_dst) {
-  const int64_t full_rows = rows / 16 * 16, full_cols = cols / 16 * 16;
-  for (int64_t r0 = 0; r0 < full_rows; r0 += 16)
-    for (int64_t c0 = 0; c0 < full_cols; c0 += 16)
-      transpose_16x16(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
-  transpose_4byte_scalar(full_rows, cols - full_cols, src + full_cols, ld_src, dst + full_cols * ld_dst, ld_dst);
-  transpose_4byte_scalar(rows - full_rows, cols, src + full_rows * ld_src, ld_src, dst + full_rows, ld_dst);
-}
-
 }  // namespace
 
 constinit const EltwiseKernels kEltwiseAvx512 = {Kernels::unary, Kernels::binary_row, Kernels::reduce_rows,
                                                  Kernels::reduce_cols, Kernels::online_softmax_block,
-                                                 Kernels::add_layer_norm_rows, transpose_4byte_avx512};
+                                                 Kernels::add_layer_norm_rows,
+                                                 transpose_4byte_by_blocks<16, transpose_16x16>};
 
 }  // namespace tessera::primitives::detail

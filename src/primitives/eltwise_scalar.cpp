@@ -361,19 +361,6 @@ float apply_epilogue_one(const GemmEpilogue& e, int64_t row, int64_t col, float 
   return v;
 }
 
-void transpose_4byte_scalar(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
-                            int64_t ld_dst) {
-  constexpr int64_t kTile = 32;  // a tile of source rows and one of destination rows stay in L1
-  for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
-    const int64_t r1 = std::min(rows, r0 + kTile);
-    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
-      const int64_t c1 = std::min(cols, c0 + kTile);
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t r = r0; r < r1; ++r) dst[c * ld_dst + r] = src[r * ld_src + c];
-    }
-  }
-}
-
 constinit const EltwiseKernels kEltwiseScalar = {unary_scalar,           binary_row_scalar,
                                                  reduce_rows_scalar,     reduce_cols_scalar,
                                                  online_softmax_block_scalar, add_layer_norm_rows_scalar,

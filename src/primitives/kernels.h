@@ -23,10 +23,22 @@ void add_layer_norm_rows_scalar(int64_t rows, int64_t cols, const float* x, cons
                                 float* sum_out, const float* scale, const float* bias, float epsilon, float* y);
 void online_softmax_block_scalar(int64_t rows, int64_t cols, float* scores, int64_t ld, float* row_max,
                                  float* row_sum, float* rescale);
-// dst[c * ld_dst + r] = src[r * ld_src + c] for 4-byte elements, bits copied as they are; cache
-// tiled plain loops (the vector kernels use it for the edges their register blocks leave).
+// dst[c * ld_dst + r] = src[r * ld_src + c] for 4-byte elements, bits copied as they are; the
+// cache-tiled loops of transpose_2d (transpose.cpp).
 void transpose_4byte_scalar(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
                             int64_t ld_dst);
+// The vector kernels' transpose: whole kBlock x kBlock blocks by `block` (in registers), the
+// edges they leave by transpose_4byte_scalar.
+template <int64_t kBlock, void (*block)(const uint32_t*, int64_t, uint32_t*, int64_t)>
+void transpose_4byte_by_blocks(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
+                               int64_t ld_dst) {
+  const int64_t full_rows = rows / kBlock * kBlock, full_cols = cols / kBlock * kBlock;
+  for (int64_t r0 = 0; r0 < full_rows; r0 += kBlock)
+    for (int64_t c0 = 0; c0 < full_cols; c0 += kBlock)
+      block(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
+  transpose_4byte_scalar(full_rows, cols - full_cols, src + full_cols, ld_src, dst + full_cols * ld_dst, ld_dst);
+  transpose_4byte_scalar(rows - full_rows, cols, src + full_rows * ld_src, ld_src, dst + full_rows, ld_dst);
+}
 
 struct EltwiseKernels {
   void (*unary)(const UnaryParams& params, int64_t n, const float* x, float* y);

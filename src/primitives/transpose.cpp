@@ -33,6 +33,13 @@ struct Bytes16 {
 
 }  // namespace
 
+namespace detail {
+void transpose_4byte_scalar(int64_t rows, int64_t cols, const uint32_t* src, int64_t ld_src, uint32_t* dst,
+                            int64_t ld_dst) {
+  transpose_typed(rows, cols, src, ld_src, dst, ld_dst);
+}
+}  // namespace detail
+
 void transpose_2d(int64_t rows, int64_t cols, const void* src, int64_t ld_src, void* dst, int64_t ld_dst,
                   size_t element_size) {
   if (rows <= 0 || cols <= 0) return;

@@ -892,6 +892,64 @@ TEST(Primitives, GemmThreadGridsWithEpilogue) {
   });
 }
 
+// Products of at most four row tiles (a 7x7 plane pixel-major) run B-stationary, each B
+// micro-panel meeting every row tile in turn, with shallower K blocks: against the double
+// reference with several K blocks, merged remainders, plan-time and run-time B, bias, residual
+// and activation, on 1 and 2 threads; and the columns past N untouched.
+TEST(Primitives, GemmFewRowTilesBStationaryMatchesReference) {
+  struct Shape {
+    int64_t M, N, K;
+  };
+  const Shape shapes[] = {{1, 70, 600}, {13, 33, 257}, {16, 300, 777}, {49, 200, 1100}, {56, 130, 513}, {57, 64, 300}};
+  tessera::ThreadPool pool2(2);
+  for_each_isa([&](Isa) {
+    int index = 0;
+    for (const Shape& s : shapes) {
+      for (tessera::ThreadPool* pool : {static_cast<tessera::ThreadPool*>(nullptr), &pool2}) {
+        for (const bool packed : {true, false}) {
+          ++index;
+          SCOPED_TRACE("M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
+                       " threads=" + std::to_string(pool ? pool->size() : 1) + " packed=" + std::to_string(packed));
+          const int64_t ldb = s.N + 1, ldc = s.N + 4;
+          auto A = random_vector(size_t(s.M * s.K), uint32_t(index));
+          auto B = random_vector(size_t(s.K * ldb), uint32_t(index + 100));
+          auto bias = random_vector(size_t(s.N), uint32_t(index + 200));
+          auto residual = random_vector(size_t(s.M * s.N), uint32_t(index + 300));
+          GemmCheck ref{std::vector<double>(size_t(s.M * s.N)), std::vector<double>(size_t(s.M * s.N))};
+          for (int64_t m = 0; m < s.M; ++m) {
+            for (int64_t n = 0; n < s.N; ++n) {
+              double sum = double(bias[n]) + residual[m * s.N + n], bound = std::fabs(sum);
+              for (int64_t k = 0; k < s.K; ++k) {
+                const double t = double(A[m * s.K + k]) * B[k * ldb + n];
+                sum += t, bound += std::fabs(t);
+              }
+              ref.value[m * s.N + n] = sum < 0 ? 0 : sum;
+              ref.bound[m * s.N + n] = bound;
+            }
+          }
+          prim::GemmEpilogue e;
+          e.bias_per_column = bias.data();
+          e.residual = residual.data();
+          e.ld_residual = s.N;
+          e.activation.kind = UnaryKind::relu;
+          std::vector<float> C(size_t(s.M * ldc), 7.f);
+          if (packed) {
+            prim::PackedB packed_b(s.K, s.N, B.data(), ldb, false);
+            prim::gemm_packed_f32(s.M, A.data(), s.K, packed_b, C.data(), ldc, e, pool);
+          } else {
+            prim::gemm_f32(false, false, s.M, s.N, s.K, 1.f, A.data(), s.K, B.data(), ldb, 0.f, C.data(), ldc, pool,
+                           &e);
+          }
+          expect_matrix_near(s.M, s.N, C.data(), ldc, ref, s.N, 1e-5, "few row tiles");
+          for (int64_t m = 0; m < s.M; ++m) {
+            for (int64_t n = s.N; n < ldc; ++n) ASSERT_EQ(C[m * ldc + n], 7.f);  // past N untouched
+          }
+        }
+      }
+    }
+  });
+}
+
 // Products with plan-time B are bitwise the same on any number of threads and on every run: the
 // column chunks that threads claim by timing (and the weight prefetch that follows the claims)
 // must not change any element's rounding. Short row tiles (3 rows: 6 accumulators, summed from

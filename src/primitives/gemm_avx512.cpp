@@ -155,7 +155,14 @@ void tile(const GemmTileArgs& t) {
     const float* bp = t.b_batch[0] + t.b_offset;
     const char* line = reinterpret_cast<const char*>(t.prefetch);
     int64_t lines = t.prefetch_lines;
-    const int64_t step = std::max<int64_t>(4, t.k / lines);
+    // `per_run` lines after each run of `step` k steps, so that all of them go out inside the k
+    // loop: a share larger than k / 4 used to leave the rest to one burst after the loop, and a
+    // burst of a hundred-odd misses to DRAM stalls the core on its fill buffers (a chain of
+    // 512-channel 3x3 convolutions on 7x7 planes, weights from DRAM: 2.4-2.6 ms a layer against
+    // 1.35 with the weights in L3).
+    const int64_t step = std::max<int64_t>(2, t.k / lines);
+    const int64_t runs = (t.k + step - 1) / step;
+    const int64_t per_run = (lines + runs - 1) / runs;
     for (int64_t k0 = 0; k0 < t.k; k0 += step) {
       const int64_t count = std::min(step, t.k - k0);
       if (mask_b)
@@ -166,11 +173,10 @@ void tile(const GemmTileArgs& t) {
                                               last_mask);
       a += (PACKED_A ? kRows : 1) * count;
       bp += t.b_row_stride * count;
-      if (lines > 0) {
-        _mm_prefetch(line, _MM_HINT_T1);
-        line += 64;
-        --lines;
-      }
+      const int64_t now = std::min(per_run, lines);
+      prefetch_to_l2(line, now);
+      line += 64 * now;
+      lines -= now;
     }
     prefetch_to_l2(line, lines);
   } else {

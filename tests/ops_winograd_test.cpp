@@ -7,6 +7,7 @@
 
 #include "ops/conv.h"
 #include "ops/fused_activation.h"
+#include "ops/winograd.h"
 #include "ops_kernel_harness.h"
 #include "primitives/primitives.h"
 #include "test_support.h"
@@ -166,6 +167,37 @@ TEST(WinogradConv, EnvironmentSwitchForcesAlgorithm) {
   ::setenv("TESSERA_CONV_ALGO", "bogus", 1);
   EXPECT_THROW(conv_error(c, "", "", 604), Error);
   ::unsetenv("TESSERA_CONV_ALGO");
+}
+
+// The cost model divides the arithmetic over the threads but not the streaming of weights that
+// do not fit in L2: ResNet-50's 512-channel 7x7 layers (F(2x2) streams 16.8 MB of transformed
+// weights against 9.4 MB direct) go direct on 2 threads, its 256-channel 14x14 layers stay on
+// Winograd, and a layer whose weights fit in L2 estimates exactly half the time on 2 threads.
+TEST(WinogradConv, CostModelSplitsArithmeticButNotWeightStreaming) {
+  auto problem = [](int64_t channels, int64_t size) {
+    WinogradProblem p;
+    p.batch = 1;
+    p.in_channels = p.out_channels = channels;
+    p.in_h = p.in_w = p.out_h = p.out_w = size;
+    p.pad_top = p.pad_left = 1;
+    return p;
+  };
+  auto best = [](const WinogradProblem& p, int threads) {
+    int variant = 0;
+    double seconds = estimate_conv3x3_seconds(p, 0, threads);
+    for (int candidate : {2, 4}) {
+      const double s = estimate_conv3x3_seconds(p, candidate, threads);
+      if (s < seconds) seconds = s, variant = candidate;
+    }
+    return variant;
+  };
+  EXPECT_EQ(best(problem(512, 7), 2), 0);
+  EXPECT_NE(best(problem(256, 14), 2), 0);
+  EXPECT_NE(best(problem(64, 56), 2), 0);
+  const WinogradProblem small = problem(64, 56);  // 147 KB of weights, 2.4 MB transformed
+  EXPECT_DOUBLE_EQ(estimate_conv3x3_seconds(small, 0, 2), estimate_conv3x3_seconds(small, 0, 1) / 2);
+  const WinogradProblem large = problem(512, 7);
+  EXPECT_GT(estimate_conv3x3_seconds(large, 2, 2), estimate_conv3x3_seconds(large, 2, 1) / 2);
 }
 
 TEST(WinogradConv, WeightsKnownOnlyAtRunTimeRunDirect) {

@@ -247,9 +247,9 @@ class ConvKernel : public Kernel {
     if (d_.request == AlgorithmRequest::winograd2) variant = 2;
     else if (d_.request == AlgorithmRequest::winograd4) variant = 4;
     else {
-      double best = estimate_conv3x3_seconds(p, 0);
+      double best = estimate_conv3x3_seconds(p, 0, threads);
       for (int candidate : {2, 4}) {
-        const double seconds = estimate_conv3x3_seconds(p, candidate);
+        const double seconds = estimate_conv3x3_seconds(p, candidate, threads);
         if (seconds < best) {
           best = seconds;
           variant = candidate;

@@ -87,8 +87,8 @@ class WinogradConvolution {
   std::vector<primitives::PackedB> transformed_weights_;  // one per transform point
 };
 
-// Estimated seconds per run of a 3x3 stride-1 convolution with each algorithm on one thread;
-// used at plan time to choose. `variant` 0 means the direct (im2col + GEMM) path.
-double estimate_conv3x3_seconds(const WinogradProblem& problem, int variant);
+// Estimated seconds per run of a 3x3 stride-1 convolution with each algorithm on `threads`
+// threads; used at plan time to choose. `variant` 0 means the direct (im2col + GEMM) path.
+double estimate_conv3x3_seconds(const WinogradProblem& problem, int variant, int threads = 1);
 
 }  // namespace tessera

@@ -626,6 +626,82 @@ class SharedPackedA {
 };
 thread_local ScratchBuffer SharedPackedA::shared_a_scratch;
 
+// Plan-time B with at most kBStationaryMaxRowTiles row tiles: column tile by column tile, each
+// over all of K, every row tile meeting a K block of the tile's two B panels while it is in L1.
+// The weights are then read panel after panel from start to end, a pattern the hardware
+// prefetchers follow from DRAM, where run_range's K-block-major order jumps a whole panel (K x 64
+// bytes) every 16 KiB. A is packed whole first (or comes from `shared_a`). The K blocks, the
+// beta of each and the epilogue on the last are run_range's, so the sums are bitwise the same.
+void run_range_column_tiles(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, int64_t m_end,
+                            int64_t n_begin, int64_t n_end, int64_t kc, SharedPackedA* shared_a,
+                            int64_t next_n_begin, int64_t next_n_end) {
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const RowTiles tiles(m_begin, m_end, mr);
+  const bool pack_a = shared_a || should_pack_a(p, mr, (n_end - n_begin + nr - 1) / nr);
+  // K block k0 of the packed A at packed_a + k0 * panel_rows, tile t at + t * mr * depth (the
+  // layout of SharedPackedA's blocks).
+  const int64_t panel_rows = tiles.count * mr;
+  float* own_packed_a = nullptr;
+  if (pack_a && !shared_a) {
+    own_packed_a = packed_a_scratch.get(size_t(std::max<int64_t>(1, panel_rows * p.K)));
+    for (int64_t k0 = 0; k0 < p.K; k0 += kc)
+      pack_a_block(p, kernel, tiles, k0, std::min(kc, p.K - k0), own_packed_a + k0 * panel_rows);
+  }
+  const float* a_pointer = nullptr;
+  const float* b_pointer = nullptr;
+  GemmTileArgs args;
+  args.a_packed = pack_a;
+  args.a_row_stride = p.lda;
+  args.a_batch = &a_pointer;
+  args.b_batch = &b_pointer;
+  args.b_padded = true;
+  args.b_row_stride = kPanelWidth;
+  args.ldc = p.ldc;
+  const int64_t panel_stride = p.packed_b->panel_stride();
+  args.b_vector_offset = kernel.vector_floats == kPanelWidth ? panel_stride : kernel.vector_floats;
+  PackedBPrefetch prefetch;
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += nr) {
+    const int64_t n1 = std::min(n_end, n0 + nr);
+    args.cols = int(n1 - n0);
+    args.col0 = n0;
+    int64_t k0 = 0;
+    do {  // at least once: K == 0 still stores beta * C plus the epilogue
+      const int64_t depth = std::min(kc, p.K - k0);
+      const bool last_k_block = k0 + depth >= p.K;
+      args.k = depth;
+      args.beta = k0 == 0 ? p.beta : 1.f;
+      args.epilogue = last_k_block ? p.epilogue : nullptr;
+      // The next block of weights in this order: the next K block of these panels, else the
+      // first of the next column tile or of the next chunk this thread takes.
+      if (!last_k_block)
+        prefetch.start(*p.packed_b, k0 + depth, std::min(kc, p.K - k0 - depth), n0, n1, tiles.count);
+      else if (n1 < n_end)
+        prefetch.start(*p.packed_b, 0, std::min(kc, p.K), n1, std::min(n_end, n1 + nr), tiles.count);
+      else if (next_n_end > next_n_begin)
+        prefetch.start(*p.packed_b, 0, std::min(kc, p.K), next_n_begin, std::min(next_n_end, next_n_begin + nr),
+                       tiles.count);
+      else
+        prefetch.start(*p.packed_b, 0, 0, 0, 0, 1);
+      b_pointer = p.packed_b->panel(0) + k0 * kPanelWidth + (n0 / kPanelWidth) * panel_stride + n0 % kPanelWidth;
+      const float* packed_block = nullptr;
+      if (depth > 0 && pack_a) packed_block = shared_a ? shared_a->block(k0, depth, m_begin) : own_packed_a + k0 * panel_rows;
+      for (int64_t tile = 0; tile < tiles.count; ++tile) {
+        const int64_t m0 = tiles.start(tile);
+        args.rows = int(tiles.rows(tile));
+        args.row0 = m0;
+        a_pointer = pack_a ? packed_block + tile * mr * depth : p.A + m0 * p.lda + k0;
+        args.c = p.C + m0 * p.ldc + n0;
+        if (kernel.prefetches_b)
+          prefetch.hand_to(args);
+        else
+          prefetch.step();
+        kernel.tile(args);
+      }
+      k0 += depth;
+    } while (k0 < p.K);
+  }
+}
+
 // One thread's share of C: rows [m_begin, m_end) x columns [n_begin, n_end), computed with
 // cache blocking over N (when B is packed now), K, M (A blocks of up to kBlockMTiles tiles) and N.
 // With `shared_a`, A blocks come from it (packed once for all threads) instead of this thread's
@@ -636,6 +712,10 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
                int64_t next_n_begin = 0, int64_t next_n_end = 0) {
   if (m_begin >= m_end || n_begin >= n_end) return;
   const int64_t mr = kernel.mr, nr = kernel.nr;
+  if (p.packed_b && !p.check && (m_end - m_begin + mr - 1) / mr <= kBStationaryMaxRowTiles) {
+    run_range_column_tiles(p, kernel, m_begin, m_end, n_begin, n_end, kc, shared_a, next_n_begin, next_n_end);
+    return;
+  }
   // B packed at run time is packed one block of kc x nc at a time, just before its use, so the
   // copy is read back from L2: packing the whole range first (megabytes for a 1x1 convolution
   // over a 56x56 image) sent it out to L3 and back, which cost as much as the FMAs.

@@ -6,6 +6,7 @@
 //   node scripts/ort_reference.mjs --model M.onnx --random-inputs SEED [--dims name=v,...] --out DIR
 //   node scripts/ort_reference.mjs --check models/zoo/resnet18 [--tolerance 1e-4]
 //   node scripts/ort_reference.mjs --model M.onnx --random-inputs 0 --bench 50 --warmup 5 --threads 2
+//   ... --bench 50 --profile PREFIX   also writes ONNX Runtime's per-node profile to PREFIX*.json
 // --out DIR writes output_<k>.npy in the model's output order (and the inputs as input_<k>.npy
 // when they were generated); --meta NAME also writes DIR/meta.json in the zoo's layout.
 import fs from 'node:fs';
@@ -126,7 +127,7 @@ function randomInput(ort, metadata, dims, random, integerHigh) {
 function parseArguments(argv) {
   const options = { threads: 1, warmup: 5, tolerance: 1e-4, integerHigh: 100, dims: {} };
   const takesValue = new Set(['model', 'inputs', 'out', 'threads', 'random-inputs', 'dims', 'bench', 'warmup',
-                              'check', 'tolerance', 'meta', 'integer-high', 'description']);
+                              'check', 'tolerance', 'meta', 'integer-high', 'description', 'profile']);
   for (let i = 0; i < argv.length; ++i) {
     const name = argv[i].replace(/^--/, '');
     if (!argv[i].startsWith('--') || !takesValue.has(name)) fail(`unknown argument ${argv[i]}`);
@@ -200,6 +201,9 @@ async function main() {
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // ONNX Runtime writes the profile (a Chrome trace with each node's kernel time per run) when
+    // the session is released, as the process ends.
+    ...(options.profile ? { enableProfiling: true, profileFilePrefix: options.profile } : {}),
   });
   const inputMetadata = session.inputMetadata ?? session.inputNames.map((name) => ({ name }));
 
@@ -235,6 +239,7 @@ async function main() {
     console.log(`median ${median.toFixed(3)} ms  p90 ${at(0.9).toFixed(3)} ms  ` +
                 `(min ${times[0].toFixed(3)} ms, ${times.length} runs, ${options.threads} threads, ` +
                 `onnxruntime-node ${ort.env.versions?.common ?? ''})`);
+    if (options.profile) await session.release();  // writes the profile file
     return;
   }
 

@@ -439,22 +439,39 @@ thread_local ScratchBuffer packed_b_scratch;
 int64_t pack_b_block(const GemmProblem& p, int64_t k0, int64_t depth, int64_t n0, int64_t width, float* out) {
   const int64_t stride = depth * kPanelWidth;
   const int64_t panels = (width + kPanelWidth - 1) / kPanelWidth;
+  if (!p.trans_b) {
+    // Eight panels at a time, row by row: the reads run 512 bytes along a row of B and the writes
+    // go to eight sequential streams. A panel at a time read 64 bytes per row of the activations
+    // (a 1x1 convolution's 256 x 3136 input: 100 -> 120 GFLOP/s for 64 output channels); a whole
+    // row at a time wrote to panels 4 KiB apart, all in one L1 set.
+    constexpr int64_t kPanelGroup = 8;
+    const int64_t full_panels = width / kPanelWidth, tail = width - full_panels * kPanelWidth;
+    for (int64_t group = 0; group < full_panels; group += kPanelGroup) {
+      const int64_t group_end = std::min(full_panels, group + kPanelGroup);
+      for (int64_t k = 0; k < depth; ++k) {
+        const float* src = p.raw_b + (k0 + k) * p.ldb + n0;
+        float* dst = out + k * kPanelWidth;
+        for (int64_t panel = group; panel < group_end; ++panel)
+          std::memcpy(dst + panel * stride, src + panel * kPanelWidth, kPanelWidth * sizeof(float));
+      }
+    }
+    if (tail > 0) {
+      for (int64_t k = 0; k < depth; ++k) {
+        float* row = out + full_panels * stride + k * kPanelWidth;
+        std::memcpy(row, p.raw_b + (k0 + k) * p.ldb + n0 + full_panels * kPanelWidth, size_t(tail) * sizeof(float));
+        std::memset(row + tail, 0, size_t(kPanelWidth - tail) * sizeof(float));
+      }
+    }
+    return stride;
+  }
   for (int64_t panel = 0; panel < panels; ++panel) {
     const int64_t c0 = n0 + panel * kPanelWidth;
     const int64_t w = std::min(kPanelWidth, n0 + width - c0);
     float* dst = out + panel * stride;
-    if (!p.trans_b) {
-      for (int64_t k = 0; k < depth; ++k) {
-        float* row = dst + k * kPanelWidth;
-        std::memcpy(row, p.raw_b + (k0 + k) * p.ldb + c0, size_t(w) * sizeof(float));
-        if (w < kPanelWidth) std::memset(row + w, 0, size_t(kPanelWidth - w) * sizeof(float));
-      }
-    } else {
-      if (w < kPanelWidth)
-        for (int64_t k = 0; k < depth; ++k)
-          std::memset(dst + k * kPanelWidth + w, 0, size_t(kPanelWidth - w) * sizeof(float));
-      transpose_2d(w, depth, p.raw_b + c0 * p.ldb + k0, p.ldb, dst, kPanelWidth, sizeof(float));
-    }
+    if (w < kPanelWidth)
+      for (int64_t k = 0; k < depth; ++k)
+        std::memset(dst + k * kPanelWidth + w, 0, size_t(kPanelWidth - w) * sizeof(float));
+    transpose_2d(w, depth, p.raw_b + c0 * p.ldb + k0, p.ldb, dst, kPanelWidth, sizeof(float));
   }
   return stride;
 }

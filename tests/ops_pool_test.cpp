@@ -94,6 +94,38 @@ TEST(PoolOp, WindowPoolsAgainstReference) {
     }
 }
 
+// MaxPool without Indices takes the row-max path (max_plane_2d): the same values as the direct
+// loop, exactly, with the interior columns done as shifted maxima and the edges tap by tap;
+// windows wider than the row (no interior), dilation, ceil_mode and asymmetric pads included.
+TEST(PoolOp, MaxPoolWithoutIndicesIsExact) {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> k, s, d, pads;
+    bool ceil_mode;
+  };
+  const Case cases[] = {{{1, 3, 112, 112}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, false},
+                        {{2, 2, 9, 17}, {2, 2}, {2, 2}, {1, 1}, {0, 0, 0, 0}, true},
+                        {{1, 2, 8, 21}, {3, 3}, {1, 3}, {1, 2}, {1, 2, 0, 1}, false},
+                        {{1, 1, 5, 4}, {3, 5}, {1, 1}, {1, 1}, {1, 2, 1, 2}, false},
+                        {{1, 2, 6, 33}, {2, 4}, {2, 1}, {1, 3}, {0, 3, 1, 0}, true}};
+  uint32_t seed = 40;
+  for (const Case& c : cases) {
+    Tensor x = random_tensor(c.x, seed++);
+    Node node;
+    node.op_type = "MaxPool";
+    node.attributes.set_ints("kernel_shape", c.k);
+    node.attributes.set_ints("strides", c.s);
+    node.attributes.set_ints("dilations", c.d);
+    node.attributes.set_ints("pads", c.pads);
+    node.attributes.set_int("ceil_mode", c.ceil_mode);
+    Tensor expected = reference_pool(Kind::max, x, c.k, c.s, c.d, c.pads, c.ceil_mode, false, nullptr);
+    auto result = run_node(node, 18, {x}, 1);
+    ASSERT_EQ(result.outputs[0].shape(), expected.shape());
+    for (int64_t i = 0; i < expected.numel(); ++i)
+      ASSERT_EQ(result.outputs[0].data<float>()[i], expected.data<float>()[i]) << "element " << i;
+  }
+}
+
 TEST(PoolOp, GlobalPools) {
   Tensor x = random_tensor({2, 5, 6, 7}, 3);
   for (const char* op : {"GlobalAveragePool", "GlobalMaxPool"}) {

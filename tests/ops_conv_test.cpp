@@ -220,6 +220,16 @@ TEST(ConvOp, LargerTiledProblem) {
   check_conv({.x = {1, 48, 20, 20}, .w = {48, 1, 3, 3}, .pads = {1, 1, 1, 1}, .group = 48}, 25);
 }
 
+// Stride 2 along the width with windows wider than one column reads the input's column phases
+// (split once per run): odd and even widths, a left pad that starts on the odd phase, 2- and
+// 3-wide windows, groups, batch, weight-major (over 100 output pixels) and pixel-major planes.
+TEST(ConvOp, StrideTwoColumnPhases) {
+  check_conv({.x = {1, 8, 30, 31}, .w = {6, 8, 3, 3}, .strides = {2, 2}, .pads = {1, 1, 0, 1}}, 26);
+  check_conv({.x = {2, 10, 24, 26}, .w = {4, 5, 2, 3}, .strides = {1, 2}, .pads = {0, 2, 1, 0}, .group = 2}, 27);
+  check_conv({.x = {1, 6, 22, 23}, .w = {5, 6, 3, 2}, .strides = {2, 2}, .relu = true}, 28);
+  check_conv({.x = {1, 12, 13, 13}, .w = {7, 12, 3, 3}, .strides = {2, 2}, .pads = {1, 1, 1, 1}}, 29);
+}
+
 // The paths whose work is split over the (2-thread) harness pool, on every ISA: pixel-major
 // planes (<= 100 pixels: input transpose by channels, GEMM grid, output transpose by channels)
 // with groups, batch, residual and relu; im2col tiles whose count is evened out for the threads

@@ -208,6 +208,30 @@ void expect_matrix_near(int64_t M, int64_t N, const float* C, int64_t ldc, const
   }
 }
 
+// relu(A B + bias + residual) in double, with A [M, K] row-major, B [K, N] (or [N, K] when
+// transposed_b) with leading dimension ldb, the bias per row (M) or per column (N) and the
+// residual [M, N]: the reference of the threaded-driver tests.
+GemmCheck bias_residual_relu_reference(int64_t M, int64_t N, int64_t K, const std::vector<float>& A,
+                                       const std::vector<float>& B, int64_t ldb, bool transposed_b,
+                                       const std::vector<float>& bias, bool bias_per_row,
+                                       const std::vector<float>& residual) {
+  GemmCheck ref{std::vector<double>(size_t(M * N)), std::vector<double>(size_t(M * N))};
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double sum = double(bias[size_t(bias_per_row ? m : n)]) + residual[size_t(m * N + n)];
+      double bound = std::fabs(sum);
+      for (int64_t k = 0; k < K; ++k) {
+        const double b = transposed_b ? B[size_t(n * ldb + k)] : B[size_t(k * ldb + n)];
+        const double t = double(A[size_t(m * K + k)]) * b;
+        sum += t, bound += std::fabs(t);
+      }
+      ref.value[size_t(m * N + n)] = sum < 0 ? 0 : sum;
+      ref.bound[size_t(m * N + n)] = bound;
+    }
+  }
+  return ref;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------ dispatch
@@ -858,18 +882,7 @@ TEST(Primitives, GemmThreadGridsWithEpilogue) {
         auto B = random_vector(size_t((tb ? s.N : s.K) * ldb), uint32_t(index + 100));
         auto bias = random_vector(size_t(s.M), uint32_t(index + 200));
         auto residual = random_vector(size_t(s.M * s.N), uint32_t(index + 300));
-        GemmCheck ref{std::vector<double>(size_t(s.M * s.N)), std::vector<double>(size_t(s.M * s.N))};
-        for (int64_t m = 0; m < s.M; ++m) {
-          for (int64_t n = 0; n < s.N; ++n) {
-            double sum = double(bias[m]) + residual[m * s.N + n], bound = std::fabs(sum);
-            for (int64_t k = 0; k < s.K; ++k) {
-              const double t = double(A[m * s.K + k]) * (tb ? B[n * ldb + k] : B[k * ldb + n]);
-              sum += t, bound += std::fabs(t);
-            }
-            ref.value[m * s.N + n] = sum < 0 ? 0 : sum;
-            ref.bound[m * s.N + n] = bound;
-          }
-        }
+        const GemmCheck ref = bias_residual_relu_reference(s.M, s.N, s.K, A, B, ldb, tb, bias, true, residual);
         prim::GemmEpilogue e;
         e.bias_per_row = bias.data();
         e.residual = residual.data();
@@ -915,18 +928,8 @@ TEST(Primitives, GemmFewRowTilesBStationaryMatchesReference) {
           auto B = random_vector(size_t(s.K * ldb), uint32_t(index + 100));
           auto bias = random_vector(size_t(s.N), uint32_t(index + 200));
           auto residual = random_vector(size_t(s.M * s.N), uint32_t(index + 300));
-          GemmCheck ref{std::vector<double>(size_t(s.M * s.N)), std::vector<double>(size_t(s.M * s.N))};
-          for (int64_t m = 0; m < s.M; ++m) {
-            for (int64_t n = 0; n < s.N; ++n) {
-              double sum = double(bias[n]) + residual[m * s.N + n], bound = std::fabs(sum);
-              for (int64_t k = 0; k < s.K; ++k) {
-                const double t = double(A[m * s.K + k]) * B[k * ldb + n];
-                sum += t, bound += std::fabs(t);
-              }
-              ref.value[m * s.N + n] = sum < 0 ? 0 : sum;
-              ref.bound[m * s.N + n] = bound;
-            }
-          }
+          const GemmCheck ref =
+              bias_residual_relu_reference(s.M, s.N, s.K, A, B, ldb, false, bias, false, residual);
           prim::GemmEpilogue e;
           e.bias_per_column = bias.data();
           e.residual = residual.data();

@@ -643,6 +643,21 @@ class SharedPackedA {
 };
 thread_local ScratchBuffer SharedPackedA::shared_a_scratch;
 
+// The per-call fields of a tile call that stay fixed over a range: A from `*a_pointer` (packed
+// micro-panels or rows lda apart), B from `*b_pointer` (packed panels, or rows ldb apart in place).
+GemmTileArgs range_tile_args(const GemmProblem& p, bool pack_a, bool b_in_place, const float** a_pointer,
+                             const float** b_pointer) {
+  GemmTileArgs args;
+  args.a_packed = pack_a;
+  args.a_row_stride = p.lda;
+  args.a_batch = a_pointer;
+  args.b_batch = b_pointer;
+  args.b_padded = !b_in_place;
+  args.b_row_stride = b_in_place ? p.ldb : kPanelWidth;
+  args.ldc = p.ldc;
+  return args;
+}
+
 // Plan-time B with at most kBStationaryMaxRowTiles row tiles: column tile by column tile, each
 // over all of K, every row tile meeting a K block of the tile's two B panels while it is in L1.
 // The weights are then read panel after panel from start to end, a pattern the hardware
@@ -666,14 +681,7 @@ void run_range_column_tiles(const GemmProblem& p, const GemmKernel& kernel, int6
   }
   const float* a_pointer = nullptr;
   const float* b_pointer = nullptr;
-  GemmTileArgs args;
-  args.a_packed = pack_a;
-  args.a_row_stride = p.lda;
-  args.a_batch = &a_pointer;
-  args.b_batch = &b_pointer;
-  args.b_padded = true;
-  args.b_row_stride = kPanelWidth;
-  args.ldc = p.ldc;
+  GemmTileArgs args = range_tile_args(p, pack_a, /*b_in_place=*/false, &a_pointer, &b_pointer);
   const int64_t panel_stride = p.packed_b->panel_stride();
   args.b_vector_offset = kernel.vector_floats == kPanelWidth ? panel_stride : kernel.vector_floats;
   PackedBPrefetch prefetch;
@@ -701,7 +709,8 @@ void run_range_column_tiles(const GemmProblem& p, const GemmKernel& kernel, int6
         prefetch.start(*p.packed_b, 0, 0, 0, 0, 1);
       b_pointer = p.packed_b->panel(0) + k0 * kPanelWidth + (n0 / kPanelWidth) * panel_stride + n0 % kPanelWidth;
       const float* packed_block = nullptr;
-      if (depth > 0 && pack_a) packed_block = shared_a ? shared_a->block(k0, depth, m_begin) : own_packed_a + k0 * panel_rows;
+      if (depth > 0 && pack_a)
+        packed_block = shared_a ? shared_a->block(k0, depth, m_begin) : own_packed_a + k0 * panel_rows;
       for (int64_t tile = 0; tile < tiles.count; ++tile) {
         const int64_t m0 = tiles.start(tile);
         args.rows = int(tiles.rows(tile));
@@ -761,14 +770,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
 
   const float* a_pointer = nullptr;
   const float* b_pointer = nullptr;
-  GemmTileArgs args;
-  args.a_packed = pack_a;
-  args.a_row_stride = p.lda;
-  args.a_batch = &a_pointer;
-  args.b_batch = &b_pointer;
-  args.b_padded = !b_in_place;
-  args.b_row_stride = b_in_place ? p.ldb : kPanelWidth;
-  args.ldc = p.ldc;
+  GemmTileArgs args = range_tile_args(p, pack_a, b_in_place, &a_pointer, &b_pointer);
 
   std::optional<RangeCheck> check;
   if (p.check) check.emplace(p, kernel, m_begin, m_end, n_begin, n_end);

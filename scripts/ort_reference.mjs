@@ -189,6 +189,7 @@ async function main() {
     options.inputs ??= checkMeta.inputs.map((input) => path.join(options.check, input.file));
   }
   if (!options.model) fail('--model (or --check DIR) is required');
+  if (options.profile && options.bench === undefined) fail('--profile needs --bench N');
 
   let ort;
   try {
@@ -202,7 +203,7 @@ async function main() {
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     // ONNX Runtime writes the profile (a Chrome trace with each node's kernel time per run) when
-    // the session is released, as the process ends.
+    // the session is released, which the --bench path does explicitly.
     ...(options.profile ? { enableProfiling: true, profileFilePrefix: options.profile } : {}),
   });
   const inputMetadata = session.inputMetadata ?? session.inputNames.map((name) => ({ name }));

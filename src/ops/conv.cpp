@@ -247,6 +247,9 @@ class ConvKernel : public Kernel {
     if (d_.request == AlgorithmRequest::winograd2) variant = 2;
     else if (d_.request == AlgorithmRequest::winograd4) variant = 4;
     else {
+      // The estimate depends on the plan's threads (weights that do not fit in L2 stream at the
+      // same speed on any number of threads): a large layer may take Winograd on one thread and
+      // im2col + GEMM on two, with the rounding of each.
       double best = estimate_conv3x3_seconds(p, 0, threads);
       for (int candidate : {2, 4}) {
         const double seconds = estimate_conv3x3_seconds(p, candidate, threads);

@@ -46,6 +46,9 @@ constexpr int64_t kNBlockTiles = 8;
 // A micro-panel (14 KiB). With the AVX-512 tile's even prefetch spread, a chain of 512-channel
 // 3x3 convolutions on 7x7 planes (weights from DRAM) went from 2.55 to 2.12 ms a layer, and
 // 2048-channel 1x1 ones from 4.0 to 3.3.
+// The K block depth is chosen from the whole product's row tiles, never from a thread's share,
+// so that every thread count sums in the same order: a thread's range of 4 tiles or fewer inside
+// a taller product (a row split, or the last A block) runs B-stationary with the deeper blocks.
 constexpr int64_t kBStationaryMaxRowTiles = 4;
 constexpr int64_t kMaxBlockKBStationary = 256;
 // B packed at run time goes through a buffer of this many floats (kc x nc, 768 KiB), which stays
@@ -697,7 +700,10 @@ void run_range_column_tiles(const GemmProblem& p, const GemmKernel& kernel, int6
       args.beta = k0 == 0 ? p.beta : 1.f;
       args.epilogue = last_k_block ? p.epilogue : nullptr;
       // The next block of weights in this order: the next K block of these panels, else the
-      // first of the next column tile or of the next chunk this thread takes.
+      // first of the next column tile or of the next chunk this thread takes. Each tile call is
+      // handed at most the rest of one panel, so with fewer row tiles than the block has panels
+      // (1 tile, 2 panels) or a share that straddles a panel (3 tiles) part of the block is left
+      // to the hardware prefetchers.
       if (!last_k_block)
         prefetch.start(*p.packed_b, k0 + depth, std::min(kc, p.K - k0 - depth), n0, n1, tiles.count);
       else if (n1 < n_end)

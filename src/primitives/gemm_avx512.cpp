@@ -146,8 +146,8 @@ void tile(const GemmTileArgs& t) {
     const __mmask16 rows = lanes_mask(ROWS);
     _mm512_mask_storeu_ps(t.check_reference, rows,
                           _mm512_add_ps(_mm512_maskz_loadu_ps(rows, t.check_reference), check));
-  } else if (t.prefetch_lines > 0 && t.batch == 1 && ROWS * NV >= 8) {
-    // One prefetch every `step` k steps, between short runs of the same accumulation. Tiles of
+  } else if (t.prefetch_lines > 0 && t.batch == 1 && ROWS * NV >= 8 && t.k > 0) {
+    // Prefetches between short runs of the same accumulation (see `per_run` below). Tiles of
     // fewer than 8 accumulators sum two sets at the end of each run (accumulate), so splitting
     // their k loop would change their rounding with the prefetch (which the dynamic column chunks
     // hand out by timing): they take the plain path and issue the prefetch after it.

@@ -339,8 +339,7 @@ class ConvKernel : public Kernel {
                        int64_t r1, float* col) const {
     const SpatialGeometry& g = d_.geometry;
     const int64_t out_w = g.output[2], columns = (r1 - r0) * out_w;
-    const int64_t in_plane = g.input_size(), in_rows = g.input[0] * g.input[1];
-    const int64_t half_w = (g.input[2] + 1) / 2;
+    const int64_t in_plane = g.input_size(), half_w = phase_width(), phase_channel = phase_channel_floats();
     int64_t row = 0;
     for (int64_t ci = c0; ci < c1; ++ci) {
       const float* plane = x_group + ci * in_plane;
@@ -367,7 +366,7 @@ class ConvKernel : public Kernel {
               if (g.stride[2] == 1) {
                 std::memcpy(dst + lo, src + lo + tap, size_t(hi - lo) * sizeof(float));
               } else if (phases_group) {
-                const float* phase_row = phases_group + ((ci * in_rows + in_row) * 2 + phase) * half_w;
+                const float* phase_row = phases_group + ci * phase_channel + (in_row * 2 + phase) * half_w;
                 std::memcpy(dst + lo, phase_row + lo + phase_offset, size_t(hi - lo) * sizeof(float));
               } else {
                 for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride[2] + tap];
@@ -385,11 +384,16 @@ class ConvKernel : public Kernel {
     const SpatialGeometry& g = d_.geometry;
     return g.stride[2] == 2 && g.dilation[2] == 1 && g.kernel[2] > 1;
   }
+  // Floats per phase row (the even phase's length), and per channel of the split input.
+  int64_t phase_width() const { return (d_.geometry.input[2] + 1) / 2; }
+  int64_t phase_channel_floats() const {
+    return 2 * phase_width() * d_.geometry.input[0] * d_.geometry.input[1];
+  }
   // Splits every input row of every image and channel into its two column phases: row r of
   // channel c goes to phases[((c * rows) + r) * 2 + p][j] = x[c][r][2j + p], on the pool.
   const float* split_column_phases(const float* x, ThreadPool& pool) const {
     const SpatialGeometry& g = d_.geometry;
-    const int64_t in_w = g.input[2], half_w = (in_w + 1) / 2;
+    const int64_t in_w = g.input[2], half_w = phase_width();
     const int64_t rows = d_.batch * d_.in_channels * g.input[0] * g.input[1];
     float* phases = scratch(phase_scratch, size_t(rows * 2 * half_w));
     pool.parallel_for(rows, [&](int64_t r0, int64_t r1) {
@@ -429,15 +433,14 @@ class ConvKernel : public Kernel {
     const int64_t tile_rows = (rows + tiles_per_image - 1) / tiles_per_image;  // the largest tile
 
     const float* phases = uses_column_phases() ? split_column_phases(x, pool) : nullptr;
-    const int64_t phase_plane = 2 * ((g.input[2] + 1) / 2) * g.input[0] * g.input[1];
     auto do_tile = [&](int64_t task, float* col, ThreadPool* gemm_pool) {
       const int64_t image = task / tiles_per_image, tile = task % tiles_per_image;
       const int64_t n = image / d_.groups, grp = image % d_.groups;
       const int64_t r0 = tile * rows / tiles_per_image, r1 = (tile + 1) * rows / tiles_per_image;
       const int64_t columns = (r1 - r0) * out_w;
       const int64_t first_channel = n * d_.in_channels + grp * cin;
-      im2col_tile(x + first_channel * in_plane, phases ? phases + first_channel * phase_plane : nullptr, r0, r1,
-                  col);
+      const float* phases_group = phases ? phases + first_channel * phase_channel_floats() : nullptr;
+      im2col_tile(x + first_channel * in_plane, phases_group, r0, r1, col);
       const int64_t out_offset = (n * d_.out_channels + grp * cout) * out_plane + r0 * out_w;
       GemmEpilogue e = epilogue_for(bias, residual, grp * cout, out_offset, check);
       primitives::gemm_f32(false, false, cout, columns, k, 1.f, w + grp * cout * k, k, col, columns,
@@ -478,11 +481,10 @@ class ConvKernel : public Kernel {
     // Enough channels per chunk that a chunk is worth a wake-up.
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, pixels * taps));
     const float* phases = !pointwise && uses_column_phases() ? split_column_phases(x, pool) : nullptr;
-    const int64_t phase_plane = 2 * ((g.input[2] + 1) / 2) * g.input[0] * g.input[1];
     for (int64_t image = 0; image < d_.batch * d_.groups; ++image) {
       const int64_t n = image / d_.groups, grp = image % d_.groups;
       const float* x_group = x + (n * d_.in_channels + grp * cin) * in_plane;
-      const float* phases_group = phases ? phases + (n * d_.in_channels + grp * cin) * phase_plane : nullptr;
+      const float* phases_group = phases ? phases + (n * d_.in_channels + grp * cin) * phase_channel_floats() : nullptr;
       // A^T [K x pixels]: for 1x1 the input planes themselves.
       if (!pointwise)
         pool.parallel_for(cin, [&](int64_t c0, int64_t c1) {

@@ -51,7 +51,15 @@ class PoolKernel : public Kernel {
              float p, bool want_indices, bool column_major_indices)
       : kind_(kind), dtype_(dtype), planes_(planes), g_(g), count_include_pad_(count_include_pad),
         p_(p), want_indices_(want_indices), column_major_(column_major_indices),
-        taps_(compute_tap_ranges(g)) {}
+        taps_(compute_tap_ranges(g)) {
+    // Outputs [full_lo_, full_hi_) read every column tap inside the row (max_plane_2d).
+    auto all_inside = [&](int64_t ow) {
+      return taps_.lo[2][size_t(ow)] == 0 && taps_.hi[2][size_t(ow)] == g_.kernel[2];
+    };
+    while (full_lo_ < g_.output[2] && !all_inside(full_lo_)) ++full_lo_;
+    full_hi_ = full_lo_;
+    while (full_hi_ < g_.output[2] && all_inside(full_hi_)) ++full_hi_;
+  }
 
   double flops() const override {
     return double(planes_) * double(g_.output_size()) * double(g_.kernel_size());
@@ -124,7 +132,7 @@ class PoolKernel : public Kernel {
   // outputs whose taps all lie inside the row, as one more elementwise max over the row shifted
   // by each tap (then one strided read per output); the edges tap by tap. The same maxima are
   // taken in the same order as tap by tap everywhere (ResNet-50's 3x3 stride-2 pool over 64
-  // planes of 112 x 112: 0.76 -> 0.3 ms).
+  // planes of 112 x 112: 0.76 -> 0.54 ms).
   void max_plane_2d(const float* x_all, float* y_all, int64_t plane) const {
     const int64_t in_h = g_.input[1], in_w = g_.input[2], out_h = g_.output[1], out_w = g_.output[2];
     const int64_t kernel_w = g_.kernel[2], dilation_w = g_.dilation[2], stride_w = g_.stride[2];
@@ -132,14 +140,8 @@ class PoolKernel : public Kernel {
     float* y = y_all + plane * out_h * out_w;
     thread_local std::vector<float> row_max, window_max;
     row_max.resize(static_cast<size_t>(in_w));
-    // Outputs [full_lo, full_hi) read every tap inside the row; window_max[i] is the max of the
-    // taps that start at input column i.
-    int64_t full_lo = 0, full_hi = 0;
-    while (full_lo < out_w && (taps_.lo[2][size_t(full_lo)] != 0 || taps_.hi[2][size_t(full_lo)] != kernel_w))
-      ++full_lo;
-    full_hi = full_lo;
-    while (full_hi < out_w && taps_.lo[2][size_t(full_hi)] == 0 && taps_.hi[2][size_t(full_hi)] == kernel_w)
-      ++full_hi;
+    // window_max[i] is the max of the taps that start at input column i.
+    const int64_t full_lo = full_lo_, full_hi = full_hi_;
     const int64_t window_count = std::max<int64_t>(0, in_w - (kernel_w - 1) * dilation_w);
     window_max.resize(static_cast<size_t>(std::max<int64_t>(1, window_count)));
     for (int64_t oh = 0; oh < out_h; ++oh) {
@@ -225,6 +227,7 @@ class PoolKernel : public Kernel {
   float p_;
   bool want_indices_, column_major_;
   TapRanges taps_;
+  int64_t full_lo_ = 0, full_hi_ = 0;
 };
 
 // Checks X (N x C x spatial) and returns its spatial dims.

@@ -277,7 +277,8 @@ double estimate_conv3x3_seconds(const WinogradProblem& p, int variant, int threa
   constexpr double kL2Bytes = 1024.0 * 1024.0;
   if (variant == 0) {
     const double weight_bytes = 9.0 * double(p.in_channels * p.out_channels) * 4.0;
-    return direct_flops / kDirectRate / parallel + (weight_bytes > kL2Bytes ? weight_bytes / kWeightBandwidth : 0.0);
+    const double streaming = weight_bytes > kL2Bytes ? weight_bytes / kWeightBandwidth : 0.0;
+    return direct_flops / kDirectRate / parallel + streaming;
   }
   const int64_t tile = variant, alpha = tile + 2, points = alpha * alpha;
   const int64_t tiles_h = (p.out_h + tile - 1) / tile, tiles_w = (p.out_w + tile - 1) / tile;

@@ -103,7 +103,7 @@ void BM_GemmPackedColdB(benchmark::State& state) {
   tessera::ThreadPool pool(threads);
   const auto A = random_values(size_t(M * K), 1), B = random_values(size_t(K * N), 2);
   std::vector<float> C(size_t(M * N));
-  const size_t copies = std::max<size_t>(2, (size_t(512) << 20) / size_t(K * N * 4));
+  const size_t copies = state.range(4) ? std::max<size_t>(2, (size_t(512) << 20) / size_t(K * N * 4)) : 1;
   std::vector<prim::PackedB> packed;
   for (size_t i = 0; i < copies; ++i) packed.emplace_back(K, N, B.data(), N, false);
   size_t next = 0;
@@ -236,16 +236,17 @@ BENCHMARK(BM_GemmPacked)
     ->ArgNames({"M", "N", "K"})
     ->Unit(benchmark::kMillisecond);
 void bert_base_shapes_threads(benchmark::internal::Benchmark* b) {
-  for (int64_t threads : {1, 2}) {
-    b->Args({128, 2304, 768, threads});
-    b->Args({128, 768, 768, threads});
-    b->Args({128, 3072, 768, threads});
-    b->Args({128, 768, 3072, threads});
-  }
+  for (int64_t cold : {0, 1})
+    for (int64_t threads : {1, 2}) {
+      b->Args({128, 2304, 768, threads, cold});
+      b->Args({128, 768, 768, threads, cold});
+      b->Args({128, 3072, 768, threads, cold});
+      b->Args({128, 768, 3072, threads, cold});
+    }
 }
 BENCHMARK(BM_GemmPackedColdB)
     ->Apply(bert_base_shapes_threads)
-    ->ArgNames({"M", "N", "K", "threads"})
+    ->ArgNames({"M", "N", "K", "threads", "cold"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_GemmGeneral)

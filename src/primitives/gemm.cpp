@@ -60,8 +60,13 @@ constexpr int64_t kPackedBBlockFloats = 192 * 1024;
 // 256 rows of B read in place, 3136 floats apart).
 constexpr int64_t kInPlaceBMaxRowTiles = 3;
 // Output tiles per task from which A is packed even when its rows would be read fine in place
-// (see should_pack_a).
-constexpr int64_t kPackMinTiles = 32;
+// (see should_pack_a). Measured on 2026-12-07 (gemm_bench, 1 thread, plan-time B): packing the
+// 14-row panels costs 17% at 2 column tiles (3136 x 64 x 576) and 6% at 4 (784 x 128 x 1152),
+// and gains from 8 on: +9% on BERT-base's 128 x 768 x 256 and 128 x 512 x 768, +11% on its
+// 128 x 768 x 768, +5-6% on 784 x 512 x 128 and 3136 x 256 x 64. (The threshold was 32: the
+// packer has since become cheaper, and the in-place broadcasts need one address register per
+// row, which the compiler spills to the stack: eight extra loads per k step.)
+constexpr int64_t kPackMinTiles = 8;
 // Column chunks per thread when plan-time B is shared out dynamically (run_column_chunks):
 // 8 measured 4.5% faster than 4 on BERT-base at 2 threads, 16 no better than 8.
 constexpr int64_t kChunksPerThread = 8;
@@ -481,8 +486,8 @@ int64_t pack_b_block(const GemmProblem& p, int64_t k0, int64_t depth, int64_t n0
 
 // Whether to pack A blocks or let the kernel broadcast from A in place. Packing costs ~0.35
 // cycles per element (an in-register transpose); the kernel spends 2 * n_tiles * nr / 64
-// cycles of FMAs per element of A, so for narrow outputs packing is a visible tax (measured:
-// 9% at N = 256) while in place is as fast. In place loses when rows of A alias in L1: a row
+// cycles of FMAs per element of A, so for narrow outputs (fewer than kPackMinTiles column
+// tiles) packing is a visible tax while in place is nearly as fast. In place loses when rows of A alias in L1: a row
 // stride that is a multiple of 4 KiB puts all mr rows in one 12-way set.
 bool should_pack_a(const GemmProblem& p, int64_t mr, int64_t n_tiles_per_task) {
   if (p.trans_a || p.alpha != 1.f) return true;  // only the packed copy applies these

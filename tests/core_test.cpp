@@ -93,6 +93,43 @@ TEST(ThreadPool, IdleWorkersDoNotSpin) {
   EXPECT_LT(used, 0.05) << "idle pool used " << used << " CPU seconds in 0.3 s";
 }
 
+// run_pinned: task t always on the same thread (0 on the caller), whatever dynamic jobs run
+// between; exceptions reach the caller as with run_tasks.
+TEST(ThreadPool, PinnedTasksRunOnTheSameThreadEveryTime) {
+  ThreadPool pool(3);
+  std::vector<std::thread::id> first(3);
+  pool.run_pinned([&](int t) { first[size_t(t)] = std::this_thread::get_id(); });
+  EXPECT_EQ(first[0], std::this_thread::get_id());
+  EXPECT_NE(first[1], first[0]);
+  EXPECT_NE(first[2], first[0]);
+  EXPECT_NE(first[1], first[2]);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::thread::id> seen(3);
+    std::atomic<int> calls{0};
+    pool.run_pinned([&](int t) {
+      seen[size_t(t)] = std::this_thread::get_id();
+      ++calls;
+    });
+    ASSERT_EQ(calls.load(), 3);
+    ASSERT_EQ(seen, first) << "round " << round;
+    std::atomic<int64_t> sum{0};
+    pool.parallel_for(1000, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) sum += i;
+    });
+    ASSERT_EQ(sum.load(), 999 * 1000 / 2);
+    if (round % 50 == 49) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the workers sleep
+  }
+  EXPECT_THROW(pool.run_pinned([&](int t) {
+    if (t == 2) throw std::runtime_error("task 2");
+  }),
+               std::runtime_error);
+  int ran = 0;
+  pool.run_pinned([&](int t) {
+    if (t == 0) ++ran;
+  });
+  EXPECT_EQ(ran, 1);
+}
+
 TEST(ThreadPool, DefaultUsesAllCores) {
   ThreadPool pool;
   EXPECT_EQ(pool.size(), ThreadPool::hardware_threads());

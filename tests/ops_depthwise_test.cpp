@@ -240,6 +240,86 @@ TEST(DepthwiseConvOp, ChannelMultiplierAndReluSixOnEveryIsa) {
   primitives::set_isa(original);
 }
 
+// Row ranges of a plane (how the Conv op splits large planes over threads) give every output to
+// the bit as the whole-plane call does: any split point, widths below, at and above a vector,
+// both strides, with residual and clamp; rows outside the range are not touched. Where the
+// active ISA has no row-range kernel the call says so and writes nothing.
+TEST(DepthwisePlane, RowRangesMatchTheWholePlaneBitForBit) {
+  const primitives::Isa original = primitives::active_isa();
+  std::mt19937 rng(77);
+  for (const IsaKernel& k : runnable_kernels()) {
+    primitives::set_isa(k.isa);
+    SCOPED_TRACE(primitives::isa_name(k.isa));
+    for (int64_t h : {2, 5, 17, 56})
+      for (int64_t w : {1, 3, 7, 16, 23, 56})
+        for (int64_t stride : {1, 2}) {
+          const DepthwisePlaneShape s =
+              make_shape({{1, h, w}, {1, 3, 3}, {1, stride, stride}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}});
+          const int64_t out_size = s.output[1] * s.output[2];
+          const std::vector<float> x = random_values(size_t(h * w), rng);
+          const std::vector<float> weights = random_values(9, rng);
+          const std::vector<float> residual = random_values(size_t(out_size), rng);
+          DepthwiseEpilogue e;
+          e.residual = residual.data();
+          e.clamp = true;
+          e.clamp_low = -0.5f;
+          e.clamp_high = 0.75f;
+          std::vector<float> whole(static_cast<size_t>(out_size));
+          depthwise_plane_fused_f32(s, x.data(), weights.data(), 0.25f, e, whole.data());
+          const bool supported = depthwise_plane_rows_fused_f32(s, x.data(), weights.data(), 0.25f, e, nullptr, 0, 0);
+          EXPECT_EQ(supported, k.isa == primitives::Isa::avx512 && (stride == 2 || w >= 2));  // 1-wide: no vectors
+          if (!supported) continue;
+          for (int64_t split = 0; split <= s.output[1]; ++split) {
+            constexpr float kUntouched = -777.f;
+            std::vector<float> banded(size_t(out_size), kUntouched);
+            ASSERT_TRUE(depthwise_plane_rows_fused_f32(s, x.data(), weights.data(), 0.25f, e, banded.data(), 0, split));
+            for (int64_t i = split * s.output[2]; i < out_size; ++i)
+              ASSERT_EQ(banded[size_t(i)], kUntouched) << "rows [0, " << split << ") wrote output " << i;
+            ASSERT_TRUE(depthwise_plane_rows_fused_f32(s, x.data(), weights.data(), 0.25f, e, banded.data(), split,
+                                                       s.output[1]));
+            for (int64_t i = 0; i < out_size; ++i)
+              ASSERT_EQ(banded[size_t(i)], whole[size_t(i)])
+                  << h << "x" << w << " stride " << stride << " split at row " << split << ", output " << i;
+          }
+        }
+  }
+  primitives::set_isa(original);
+}
+
+// The Conv op on a plane large enough to be split by rows over the harness's 2 threads: the
+// same bits as each plane run whole on one thread, and the plain loop's values.
+TEST(DepthwiseConvOp, LargePlanesSplitByRowsGiveTheWholePlaneResult) {
+  Tensor x = testing::random_tensor({1, 4, 120, 61}, 11);
+  Tensor w = testing::random_tensor({4, 1, 3, 3}, 12);
+  Tensor b = testing::random_tensor({4}, 13);
+  for (int64_t stride : {1, 2}) {
+    SCOPED_TRACE(stride);
+    Node node;
+    node.op_type = "Conv";
+    node.attributes.set_int("group", 4);
+    node.attributes.set_ints("pads", {1, 1, 1, 1});
+    node.attributes.set_ints("strides", {stride, stride});
+    auto result = testing::run_node(node, 13, {x, w, b});
+    const Tensor& y = result.outputs[0];
+    const DepthwisePlaneShape s =
+        make_shape({{1, 120, 61}, {1, 3, 3}, {1, stride, stride}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}});
+    const int64_t out_plane = s.output[1] * s.output[2];
+    ASSERT_EQ(y.numel(), 4 * out_plane);
+    for (int64_t c = 0; c < 4; ++c) {
+      std::vector<float> whole(static_cast<size_t>(out_plane));
+      depthwise_plane_fused_f32(s, x.data<float>() + c * 120 * 61, w.data<float>() + c * 9, b.data<float>()[c],
+                                DepthwiseEpilogue{}, whole.data());
+      const std::vector<float> xin(x.data<float>() + c * 120 * 61, x.data<float>() + (c + 1) * 120 * 61);
+      const std::vector<float> win(w.data<float>() + c * 9, w.data<float>() + c * 9 + 9);
+      const std::vector<float> expected = reference_plane(s, xin, win, b.data<float>()[c], DepthwiseEpilogue{});
+      for (int64_t i = 0; i < out_plane; ++i) {
+        ASSERT_EQ(y.data<float>()[c * out_plane + i], whole[size_t(i)]) << "channel " << c << " output " << i;
+        ASSERT_NEAR(whole[size_t(i)], expected[size_t(i)], 1e-5f * (1.f + std::fabs(expected[size_t(i)])));
+      }
+    }
+  }
+}
+
 // Kernel-only throughput on the MobileNetV2 depthwise layers, one thread, fused ReLU6; run with
 // --gtest_also_run_disabled_tests.
 TEST(DepthwisePlane, DISABLED_MobileNetThroughput) {

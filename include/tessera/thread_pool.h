@@ -7,6 +7,7 @@
 #include <exception>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -28,13 +29,21 @@ class ThreadPool {
   // Calls fn(task_index) for task_index in [0, tasks); tasks are claimed dynamically. If a task
   // throws, the other tasks still run and the first exception is rethrown to the caller.
   void run_tasks(int tasks, const std::function<void(int)>& fn);
+  // Calls fn(t) for t in [0, size()) with task t on thread t (0 is the caller, t > 0 the same
+  // worker every time): a static schedule, for consecutive operators that split their data the
+  // same way, so that each core reads what it wrote itself (a dynamic claim hands the halves to
+  // either core, and then half of the reads come from the other core's L2). A slow or sleeping
+  // worker is waited for, not replaced.
+  void run_pinned(const std::function<void(int)>& fn);
 
   static int hardware_threads();
 
  private:
-  void worker_loop();
-  // Claims and runs tasks of job `generation` until none is left (or a newer job started).
-  void run_claimed_tasks(uint32_t generation);
+  void worker_loop(int self);
+  // Claims and runs tasks of job `generation` until none is left (or a newer job started); of a
+  // pinned job only task `self`.
+  void run_claimed_tasks(uint32_t generation, int self);
+  void run_job(int tasks, bool pinned, const std::function<void(int)>& fn);
 
   int thread_count_;
   std::vector<std::thread> workers_;
@@ -46,6 +55,9 @@ class ThreadPool {
   // then fails, so it never uses what it read).
   std::atomic<const std::function<void(int)>*> job_{nullptr};
   std::atomic<int> job_tasks_{0};
+  std::atomic<bool> job_pinned_{false};
+  // Per thread, the last generation whose pinned task it claimed (so it runs that task once).
+  std::unique_ptr<std::atomic<uint32_t>[]> pinned_claims_;
   std::atomic<uint32_t> generation_{0};
   // (generation << 32) | next task index: a claim succeeds only for the generation it names, so
   // a late worker can never run a task of a newer job with a stale job pointer.

@@ -36,7 +36,9 @@ int ThreadPool::hardware_threads() {
 
 ThreadPool::ThreadPool(int threads) {
   thread_count_ = threads <= 0 ? hardware_threads() : threads;
-  for (int i = 1; i < thread_count_; ++i) workers_.emplace_back([this] { worker_loop(); });
+  pinned_claims_ = std::make_unique<std::atomic<uint32_t>[]>(size_t(thread_count_));
+  for (int i = 0; i < thread_count_; ++i) pinned_claims_[size_t(i)].store(0);
+  for (int i = 1; i < thread_count_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -48,7 +50,7 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::run_claimed_tasks(uint32_t generation) {
+void ThreadPool::run_claimed_tasks(uint32_t generation, int self) {
   uint64_t state = claim_state_.load();
   for (;;) {
     if (uint32_t(state >> 32) != generation) return;  // a newer job: nothing of ours is left
@@ -57,9 +59,16 @@ void ThreadPool::run_claimed_tasks(uint32_t generation) {
     // to `generation` (all accesses are sequentially consistent).
     const std::function<void(int)>* job = job_.load();
     const int tasks = job_tasks_.load();
+    const bool pinned = job_pinned_.load();
     uint32_t index = uint32_t(state);
     if (index >= uint32_t(tasks)) return;
+    if (pinned && (self >= tasks || pinned_claims_[size_t(self)].load() == generation)) return;
     if (!claim_state_.compare_exchange_weak(state, state + 1)) continue;
+    // Pinned: the claim only counts; this thread runs its own task, once.
+    if (pinned) {
+      pinned_claims_[size_t(self)].store(generation);
+      index = uint32_t(self);
+    }
     // A throwing task still counts as finished (so the caller never waits forever or returns
     // while tasks run); its exception goes to the caller.
     bool was_inside = inside_parallel_region;
@@ -75,11 +84,12 @@ void ThreadPool::run_claimed_tasks(uint32_t generation) {
       std::lock_guard<std::mutex> lock(mutex_);
       work_done_.notify_all();
     }
+    if (pinned) return;
     state = claim_state_.load();
   }
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::worker_loop(int self) {
   uint32_t seen = 0;
   for (;;) {
     bool woke = spin_until([&] { return generation_.load() != seen || stopping_.load(); });
@@ -91,11 +101,15 @@ void ThreadPool::worker_loop() {
     }
     if (stopping_.load()) return;
     seen = generation_.load();
-    run_claimed_tasks(seen);
+    run_claimed_tasks(seen, self);
   }
 }
 
-void ThreadPool::run_tasks(int tasks, const std::function<void(int)>& fn) {
+void ThreadPool::run_tasks(int tasks, const std::function<void(int)>& fn) { run_job(tasks, false, fn); }
+
+void ThreadPool::run_pinned(const std::function<void(int)>& fn) { run_job(thread_count_, true, fn); }
+
+void ThreadPool::run_job(int tasks, bool pinned, const std::function<void(int)>& fn) {
   if (tasks <= 0) return;
   if (tasks == 1 || workers_.empty() || inside_parallel_region) {
     for (int t = 0; t < tasks; ++t) fn(t);
@@ -108,6 +122,7 @@ void ThreadPool::run_tasks(int tasks, const std::function<void(int)>& fn) {
   claim_state_ = (uint64_t(generation) << 32) | kClaimsClosed;
   job_ = &fn;
   job_tasks_ = tasks;
+  job_pinned_ = pinned;
   tasks_finished_ = 0;
   first_error_ = nullptr;
   claim_state_ = uint64_t(generation) << 32;
@@ -116,7 +131,7 @@ void ThreadPool::run_tasks(int tasks, const std::function<void(int)>& fn) {
     std::lock_guard<std::mutex> lock(mutex_);
     work_ready_.notify_all();
   }
-  run_claimed_tasks(generation);  // the caller works too
+  run_claimed_tasks(generation, 0);  // the caller works too
   if (!spin_until([&] { return tasks_finished_.load() == tasks; })) {
     std::unique_lock<std::mutex> lock(mutex_);
     work_done_.wait(lock, [&] { return tasks_finished_.load() == tasks; });

@@ -77,6 +77,10 @@ constexpr int64_t kMinColumnsPerThreadTile = 96;
 // weights on every run, while pixel-major fills 14-row tiles (49 of 56) and reads weights packed
 // at plan time. Measured on ResNet-50: 7x7 planes gain 20-25%, 14x14 planes already lose 15%.
 constexpr int64_t kPixelMajorMaxPlane = 100;
+// Depthwise planes of at least this many output rows are split over the threads by bands of rows
+// (see run_depthwise); smaller ones by whole planes: on MobileNetV2's 28x28 to 7x7 planes the
+// bands cost more in per-call overhead (7-row bands of 14x14) than they saved.
+constexpr int64_t kDepthwiseBandMinRows = 56;
 
 // Row strides that are multiples of 1 KiB alias the GEMM's A rows in L1 (it then copies A);
 // one extra vector of padding avoids that.
@@ -314,6 +318,29 @@ class ConvKernel : public Kernel {
     // activations run after it, on the plane while it is still in cache.
     DepthwiseEpilogue epilogue;
     const bool has_activation = !depthwise_epilogue_for(d_.activation, &epilogue);
+    const int threads = pool.size();
+    const int64_t rows = depthwise_shape_.output[1];
+    // An empty range asks whether the active ISA has a row-range kernel for this shape.
+    if (threads > 1 && rows >= kDepthwiseBandMinRows && !has_activation &&
+        depthwise_plane_rows_fused_f32(depthwise_shape_, x, w, 0.f, epilogue, y, 0, 0)) {
+      // Each thread takes the same band of rows of every plane: the band of pixels that the 1x1
+      // convolutions around this one give the same thread (their GEMMs split the pixels on a
+      // fixed thread each, ThreadPool::run_pinned), so each core reads what it wrote. Split by
+      // planes, each core read half of its input from the other core's cache (MobileNetV2 at 2
+      // threads: its projections after a depthwise layer scaled 1.0-1.3x).
+      pool.run_pinned([&](int t) {
+        const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+        for (int64_t p = 0; p < planes; ++p) {
+          const int64_t n = p / d_.out_channels, co = p % d_.out_channels;
+          DepthwiseEpilogue plane_epilogue = epilogue;
+          plane_epilogue.residual = residual ? residual + p * out_plane : nullptr;
+          depthwise_plane_rows_fused_f32(depthwise_shape_, x + (n * d_.in_channels + co / multiplier) * in_plane,
+                                         w + co * ksize, bias ? bias[co] : 0.f, plane_epilogue, y + p * out_plane,
+                                         r0, r1);
+        }
+      });
+      return;
+    }
     pool.parallel_for(planes, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t n = p / d_.out_channels, co = p % d_.out_channels;

@@ -38,4 +38,17 @@ void depthwise_plane_fused_f32(const DepthwisePlaneShape& shape, const float* in
   }
 }
 
+bool depthwise_plane_rows_fused_f32(const DepthwisePlaneShape& shape, const float* input,
+                                    const float* weights, float bias, const DepthwiseEpilogue& epilogue,
+                                    float* output, int64_t row_begin, int64_t row_end) {
+  switch (primitives::active_isa()) {
+    case primitives::Isa::avx512:
+      return depthwise_avx512::plane_rows_fused(shape, input, weights, bias, epilogue, output, row_begin, row_end);
+    case primitives::Isa::avx2:
+      return depthwise_avx2::plane_rows_fused(shape, input, weights, bias, epilogue, output, row_begin, row_end);
+    default:
+      return depthwise_scalar::plane_rows_fused(shape, input, weights, bias, epilogue, output, row_begin, row_end);
+  }
+}
+
 }  // namespace tessera

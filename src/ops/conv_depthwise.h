@@ -40,20 +40,34 @@ void depthwise_plane_fused_f32(const DepthwisePlaneShape& shape, const float* in
                                const float* weights, float bias, const DepthwiseEpilogue& epilogue,
                                float* output);
 
+// Output rows [row_begin, row_end) of the plane only (input, output and the epilogue's residual
+// are the whole planes), each output to the bit as depthwise_plane_fused_f32 gives it; false,
+// writing nothing, where the active ISA has no row-range kernel for the shape (3x3 with pads of
+// 1, stride 1 or 2, on AVX-512 only): then split the work by whole planes.
+bool depthwise_plane_rows_fused_f32(const DepthwisePlaneShape& shape, const float* input,
+                                    const float* weights, float bias, const DepthwiseEpilogue& epilogue,
+                                    float* output, int64_t row_begin, int64_t row_end);
+
 namespace depthwise_scalar {
 void plane(const DepthwisePlaneShape&, const float*, const float*, float, float*);
 void plane_fused(const DepthwisePlaneShape&, const float*, const float*, float,
                  const DepthwiseEpilogue&, float*);
+bool plane_rows_fused(const DepthwisePlaneShape&, const float*, const float*, float,
+                      const DepthwiseEpilogue&, float*, int64_t, int64_t);
 }  // namespace depthwise_scalar
 namespace depthwise_avx2 {
 void plane(const DepthwisePlaneShape&, const float*, const float*, float, float*);
 void plane_fused(const DepthwisePlaneShape&, const float*, const float*, float,
                  const DepthwiseEpilogue&, float*);
+bool plane_rows_fused(const DepthwisePlaneShape&, const float*, const float*, float,
+                      const DepthwiseEpilogue&, float*, int64_t, int64_t);
 }  // namespace depthwise_avx2
 namespace depthwise_avx512 {
 void plane(const DepthwisePlaneShape&, const float*, const float*, float, float*);
 void plane_fused(const DepthwisePlaneShape&, const float*, const float*, float,
                  const DepthwiseEpilogue&, float*);
+bool plane_rows_fused(const DepthwisePlaneShape&, const float*, const float*, float,
+                      const DepthwiseEpilogue&, float*, int64_t, int64_t);
 }  // namespace depthwise_avx512
 
 }  // namespace tessera

@@ -8,8 +8,12 @@
 // input i + dy * W + dx: the plane is one flat vector loop, whole vectors across row ends. A
 // lane's left (right) taps are dropped in column 0 (W - 1); the rows above and below are dropped
 // only in the first and last vectors, which take a fully masked path.
+// Outputs [first, last) of the plane only: the vectors stay where a whole-plane call puts them
+// (at multiples of 16), with the lanes outside the range masked off, so every output is computed
+// by the same path and instructions as in the whole-plane call, to the bit.
 inline void same_3x3_stride1(int64_t h, int64_t w, const float* input, const float* weights,
-                             float bias, const DepthwiseEpilogue& e, float* output) {
+                             float bias, const DepthwiseEpilogue& e, float* output, int64_t first,
+                             int64_t last) {
   const int64_t n = h * w;
   __m512 k[9];
   for (int t = 0; t < 9; ++t) k[t] = _mm512_set1_ps(weights[t]);
@@ -17,9 +21,10 @@ inline void same_3x3_stride1(int64_t h, int64_t w, const float* input, const flo
   const __m512 low = _mm512_set1_ps(e.clamp_low), high = _mm512_set1_ps(e.clamp_high);
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i width = _mm512_set1_epi32(int(w)), last_column = _mm512_set1_epi32(int(w - 1));
+  const int64_t start = first / 16 * 16;
   // Column of each lane's output, advanced by 16 (mod W) per vector; by repeated subtraction,
   // since integer division (or a data-dependent scalar loop) costs as much as a 7x7 plane.
-  __m512i column = lane;
+  __m512i column = _mm512_add_epi32(lane, _mm512_set1_epi32(int(start % w)));
   for (__mmask16 over; (over = _mm512_cmpge_epi32_mask(column, width)) != 0;)
     column = _mm512_mask_sub_epi32(column, over, column, width);
   __m512i step = _mm512_set1_epi32(16);
@@ -28,7 +33,8 @@ inline void same_3x3_stride1(int64_t h, int64_t w, const float* input, const flo
   // Addresses as integers: masked-off lanes of the edge vectors point outside the plane.
   const uintptr_t base = reinterpret_cast<uintptr_t>(input);
   auto at = [base](int64_t index) { return reinterpret_cast<const float*>(base + uintptr_t(index) * 4); };
-  for (int64_t i = 0; i < n; i += 16) {
+  const __m512i range_first = _mm512_set1_epi32(int(first)), range_last = _mm512_set1_epi32(int(last));
+  for (int64_t i = start; i < last; i += 16) {
     const __mmask16 left = _mm512_cmpneq_epi32_mask(column, _mm512_setzero_si512());
     const __mmask16 right = _mm512_cmpneq_epi32_mask(column, last_column);
     __m512 acc;
@@ -62,6 +68,10 @@ inline void same_3x3_stride1(int64_t h, int64_t w, const float* input, const flo
           acc = _mm512_fmadd_ps(k[dy * 3 + dx], x, acc);
         }
     }
+    if (i < first || i + 16 > last) {
+      const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(int(i)), lane);
+      valid &= _mm512_cmpge_epi32_mask(index, range_first) & _mm512_cmplt_epi32_mask(index, range_last);
+    }
     if (e.residual) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(valid, e.residual + i));
     if (e.clamp) acc = _mm512_min_ps(high, _mm512_max_ps(low, acc));
     _mm512_mask_storeu_ps(output + i, valid, acc);
@@ -73,7 +83,8 @@ inline void same_3x3_stride1(int64_t h, int64_t w, const float* input, const flo
 // Stride 2, pads of 1 before (any after): each output row takes 16 outputs at a time from 32
 // input columns, split into even and odd columns in registers; the left tap (column 2x - 1) is
 // the odd vector shifted by one lane, with the previous chunk's last odd column in lane 0.
-inline void pad1_3x3_stride2(int64_t h, int64_t w, int64_t out_h, int64_t out_w,
+// Output rows [row_begin, row_end) only (each row is computed on its own).
+inline void pad1_3x3_stride2(int64_t h, int64_t w, int64_t row_begin, int64_t row_end, int64_t out_w,
                              const float* input, const float* weights, float bias,
                              const DepthwiseEpilogue& e, float* output) {
   __m512 k[9];
@@ -88,7 +99,7 @@ inline void pad1_3x3_stride2(int64_t h, int64_t w, int64_t out_h, int64_t out_w,
   auto load_mask = [](int64_t count) -> __mmask16 {
     return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
   };
-  for (int64_t y = 0; y < out_h; ++y) {
+  for (int64_t y = row_begin; y < row_end; ++y) {
     const float* rows[3];
     for (int dy = 0; dy < 3; ++dy) {
       const int64_t r = 2 * y + dy - 1;
@@ -121,9 +132,11 @@ inline void pad1_3x3_stride2(int64_t h, int64_t w, int64_t out_h, int64_t out_w,
   }
 }
 
-// Runs the shape on one of the kernels above if it is one they serve.
+// Runs output rows [row_begin, row_end) of the shape on one of the kernels above if it is one
+// they serve (input and output are the whole planes).
 inline bool special_3x3(const DepthwisePlaneShape& s, const float* input, const float* weights,
-                        float bias, const DepthwiseEpilogue& e, float* output) {
+                        float bias, const DepthwiseEpilogue& e, float* output, int64_t row_begin,
+                        int64_t row_end) {
   const bool plain_3x3 = s.input[0] == 1 && s.output[0] == 1 && s.kernel[0] == 1 &&
                          s.kernel[1] == 3 && s.kernel[2] == 3 && s.dilation[1] == 1 &&
                          s.dilation[2] == 1 && s.pad_begin[1] == 1 && s.pad_begin[2] == 1 &&
@@ -131,11 +144,12 @@ inline bool special_3x3(const DepthwisePlaneShape& s, const float* input, const 
   if (!plain_3x3) return false;
   if (s.stride[1] == 1 && s.stride[2] == 1 && s.output[1] == s.input[1] &&
       s.output[2] == s.input[2] && s.input[2] >= 2) {
-    same_3x3_stride1(s.input[1], s.input[2], input, weights, bias, e, output);
+    same_3x3_stride1(s.input[1], s.input[2], input, weights, bias, e, output, row_begin * s.input[2],
+                     row_end * s.input[2]);
     return true;
   }
   if (s.stride[1] == 2 && s.stride[2] == 2) {
-    pad1_3x3_stride2(s.input[1], s.input[2], s.output[1], s.output[2], input, weights, bias, e,
+    pad1_3x3_stride2(s.input[1], s.input[2], row_begin, row_end, s.output[2], input, weights, bias, e,
                      output);
     return true;
   }
@@ -145,7 +159,7 @@ inline bool special_3x3(const DepthwisePlaneShape& s, const float* input, const 
 #else
 
 inline bool special_3x3(const DepthwisePlaneShape&, const float*, const float*, float,
-                        const DepthwiseEpilogue&, float*) {
+                        const DepthwiseEpilogue&, float*, int64_t, int64_t) {
   return false;
 }
 

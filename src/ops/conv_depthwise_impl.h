@@ -178,7 +178,7 @@ void rows_plane(const DepthwisePlaneShape& s, const float* input, const float* w
 
 void plane_fused(const DepthwisePlaneShape& s, const float* input, const float* weights, float bias,
                  const DepthwiseEpilogue& e, float* output) {
-  if (special_3x3(s, input, weights, bias, e, output)) return;
+  if (special_3x3(s, input, weights, bias, e, output, 0, s.output[1])) return;
   FlatPlan plan;
   if (make_flat_plan(s, &plan)) return flat_plane(plan, input, weights, bias, e, output);
   rows_plane(s, input, weights, bias, output);
@@ -186,6 +186,11 @@ void plane_fused(const DepthwisePlaneShape& s, const float* input, const float* 
   const int64_t size = s.output[0] * s.output[1] * s.output[2];
   for (int64_t i = 0; i < size; ++i)
     output[i] = clamp_scalar(output[i] + (e.residual ? e.residual[i] : 0.f), e);
+}
+
+bool plane_rows_fused(const DepthwisePlaneShape& s, const float* input, const float* weights, float bias,
+                      const DepthwiseEpilogue& e, float* output, int64_t row_begin, int64_t row_end) {
+  return special_3x3(s, input, weights, bias, e, output, row_begin, row_end);
 }
 
 void plane(const DepthwisePlaneShape& s, const float* input, const float* weights, float bias,

@@ -985,14 +985,21 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
     run_column_chunks(p, kernel, kc, threads, *pool);
     return;
   }
-  pool->run_tasks(threads, [&](int task) {
+  // Task t on thread t: consecutive operators that split pixels the same way (a MobileNetV2
+  // block's 1x1 convolutions and the depthwise one between them, see run_depthwise) then read
+  // what the same core wrote.
+  auto task_range = [&](int task) {
     const int64_t i = task / tn, j = task % tn;
     const int64_t m_begin = std::min(p.M, i * m_tiles / tm * mr);
     const int64_t m_end = std::min(p.M, (i + 1) * m_tiles / tm * mr);
     const int64_t n_begin = std::min(p.N, j * n_tiles / tn * nr);
     const int64_t n_end = std::min(p.N, (j + 1) * n_tiles / tn * nr);
     run_range(p, kernel, m_begin, m_end, n_begin, n_end, kc);
-  });
+  };
+  if (threads == pool->size())
+    pool->run_pinned(task_range);
+  else
+    pool->run_tasks(threads, task_range);
 }
 
 // An epilogue that does nothing is dropped so kernels skip the per-store checks.

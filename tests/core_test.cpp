@@ -93,8 +93,8 @@ TEST(ThreadPool, IdleWorkersDoNotSpin) {
   EXPECT_LT(used, 0.05) << "idle pool used " << used << " CPU seconds in 0.3 s";
 }
 
-// run_pinned: task t always on the same thread (0 on the caller), whatever dynamic jobs run
-// between; exceptions reach the caller as with run_tasks.
+// run_pinned (and parallel_for with one chunk per thread): task t always on the same thread (0 on
+// the caller), whatever dynamic jobs run between; exceptions reach the caller as with run_tasks.
 TEST(ThreadPool, PinnedTasksRunOnTheSameThreadEveryTime) {
   ThreadPool pool(3);
   std::vector<std::thread::id> first(3);
@@ -117,6 +117,13 @@ TEST(ThreadPool, PinnedTasksRunOnTheSameThreadEveryTime) {
       for (int64_t i = b; i < e; ++i) sum += i;
     });
     ASSERT_EQ(sum.load(), 999 * 1000 / 2);
+    // One chunk per thread: parallel_for places them as run_pinned does.
+    std::vector<std::thread::id> chunk_thread(3);
+    pool.parallel_for(3, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) chunk_thread[size_t(i)] = std::this_thread::get_id();
+    });
+    ASSERT_EQ(chunk_thread, first) << "round " << round;
+    pool.run_tasks(5, [](int) {});
     if (round % 50 == 49) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the workers sleep
   }
   EXPECT_THROW(pool.run_pinned([&](int t) {

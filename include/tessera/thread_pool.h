@@ -24,7 +24,8 @@ class ThreadPool {
 
   int size() const { return thread_count_; }
   // Calls fn(begin, end) over disjoint chunks covering [0, n); the caller thread takes part.
-  // Chunks are at least `grain` long. Nested calls run serially on the calling thread.
+  // Chunks are at least `grain` long. Nested calls run serially on the calling thread. With one
+  // chunk per thread, chunk t runs on thread t (run_pinned); with fewer, they are claimed.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
   // Calls fn(task_index) for task_index in [0, tasks); tasks are claimed dynamically. If a task
   // throws, the other tasks still run and the first exception is rethrown to the caller.

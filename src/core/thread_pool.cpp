@@ -154,11 +154,17 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  run_tasks(chunks, [&](int t) {
+  auto chunk = [&](int t) {
     int64_t begin = n * t / chunks;
     int64_t end = n * (t + 1) / chunks;
     if (begin < end) fn(begin, end);
-  });
+  };
+  // One chunk per thread: chunk t on thread t, so that operators splitting the same data the
+  // same way read what their own core wrote (see run_pinned).
+  if (chunks == thread_count_)
+    run_pinned(chunk);
+  else
+    run_tasks(chunks, chunk);
 }
 
 }  // namespace tessera

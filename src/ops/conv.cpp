@@ -322,7 +322,7 @@ class ConvKernel : public Kernel {
     const int64_t rows = depthwise_shape_.output[1];
     // An empty range asks whether the active ISA has a row-range kernel for this shape.
     if (threads > 1 && rows >= kDepthwiseBandMinRows && !has_activation &&
-        depthwise_plane_rows_fused_f32(depthwise_shape_, x, w, 0.f, epilogue, y, 0, 0)) {
+        depthwise_plane_rows_fused_f32(depthwise_shape_, nullptr, nullptr, 0.f, epilogue, nullptr, 0, 0)) {
       // Each thread takes the same band of rows of every plane: the band of pixels that the 1x1
       // convolutions around this one give the same thread (their GEMMs split the pixels on a
       // fixed thread each, ThreadPool::run_pinned), so each core reads what it wrote. Split by

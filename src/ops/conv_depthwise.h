@@ -42,8 +42,9 @@ void depthwise_plane_fused_f32(const DepthwisePlaneShape& shape, const float* in
 
 // Output rows [row_begin, row_end) of the plane only (input, output and the epilogue's residual
 // are the whole planes), each output to the bit as depthwise_plane_fused_f32 gives it; false,
-// writing nothing, where the active ISA has no row-range kernel for the shape (3x3 with pads of
-// 1, stride 1 or 2, on AVX-512 only): then split the work by whole planes.
+// touching nothing, where the active ISA has no row-range kernel for the shape (3x3 with pads of
+// 1, stride 1 or 2, on AVX-512 only): then split the work by whole planes. An empty range reads
+// nothing (the pointers may be null): it only asks whether the shape is served.
 bool depthwise_plane_rows_fused_f32(const DepthwisePlaneShape& shape, const float* input,
                                     const float* weights, float bias, const DepthwiseEpilogue& epilogue,
                                     float* output, int64_t row_begin, int64_t row_end);

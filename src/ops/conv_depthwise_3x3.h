@@ -142,18 +142,18 @@ inline bool special_3x3(const DepthwisePlaneShape& s, const float* input, const 
                          s.dilation[2] == 1 && s.pad_begin[1] == 1 && s.pad_begin[2] == 1 &&
                          s.input[1] * s.input[2] < (int64_t(1) << 30);
   if (!plain_3x3) return false;
-  if (s.stride[1] == 1 && s.stride[2] == 1 && s.output[1] == s.input[1] &&
-      s.output[2] == s.input[2] && s.input[2] >= 2) {
+  const bool same_stride1 = s.stride[1] == 1 && s.stride[2] == 1 && s.output[1] == s.input[1] &&
+                            s.output[2] == s.input[2] && s.input[2] >= 2;
+  const bool stride2 = s.stride[1] == 2 && s.stride[2] == 2;
+  if (!same_stride1 && !stride2) return false;
+  if (row_begin >= row_end) return true;  // served, nothing to do (nothing is read)
+  if (same_stride1) {
     same_3x3_stride1(s.input[1], s.input[2], input, weights, bias, e, output, row_begin * s.input[2],
                      row_end * s.input[2]);
     return true;
   }
-  if (s.stride[1] == 2 && s.stride[2] == 2) {
-    pad1_3x3_stride2(s.input[1], s.input[2], row_begin, row_end, s.output[2], input, weights, bias, e,
-                     output);
-    return true;
-  }
-  return false;
+  pad1_3x3_stride2(s.input[1], s.input[2], row_begin, row_end, s.output[2], input, weights, bias, e, output);
+  return true;
 }
 
 #else

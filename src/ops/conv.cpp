@@ -320,7 +320,8 @@ class ConvKernel : public Kernel {
     const bool has_activation = !depthwise_epilogue_for(d_.activation, &epilogue);
     const int threads = pool.size();
     const int64_t rows = depthwise_shape_.output[1];
-    // An empty range asks whether the active ISA has a row-range kernel for this shape.
+    // An empty range asks whether the active ISA has a row-range kernel for this shape. Bands
+    // only with a clamp (or no) activation: any other runs after the kernel, on whole planes.
     if (threads > 1 && rows >= kDepthwiseBandMinRows && !has_activation &&
         depthwise_plane_rows_fused_f32(depthwise_shape_, nullptr, nullptr, 0.f, epilogue, nullptr, 0, 0)) {
       // Each thread takes the same band of rows of every plane: the band of pixels that the 1x1

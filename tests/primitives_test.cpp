@@ -232,6 +232,33 @@ GemmCheck bias_residual_relu_reference(int64_t M, int64_t N, int64_t K, const st
   return ref;
 }
 
+// relu(A B + bias + residual) through the epilogue of the packed (plan-time B) or the general
+// entry point, on `pool`, into a C with leading dimension ldc prefilled with 7: the values against
+// the double reference, and the columns past N untouched.
+void check_bias_residual_relu_product(int64_t M, int64_t N, int64_t K, const std::vector<float>& A,
+                                      const std::vector<float>& B, int64_t ldb, bool transposed_b,
+                                      const std::vector<float>& bias, bool bias_per_row,
+                                      const std::vector<float>& residual, int64_t ldc, bool packed,
+                                      tessera::ThreadPool* pool, const char* what) {
+  const GemmCheck ref = bias_residual_relu_reference(M, N, K, A, B, ldb, transposed_b, bias, bias_per_row, residual);
+  prim::GemmEpilogue e;
+  (bias_per_row ? e.bias_per_row : e.bias_per_column) = bias.data();
+  e.residual = residual.data();
+  e.ld_residual = N;
+  e.activation.kind = UnaryKind::relu;
+  std::vector<float> C(size_t(M * ldc), 7.f);
+  if (packed) {
+    prim::PackedB packed_b(K, N, B.data(), ldb, transposed_b);
+    prim::gemm_packed_f32(M, A.data(), K, packed_b, C.data(), ldc, e, pool);
+  } else {
+    prim::gemm_f32(false, transposed_b, M, N, K, 1.f, A.data(), K, B.data(), ldb, 0.f, C.data(), ldc, pool, &e);
+  }
+  expect_matrix_near(M, N, C.data(), ldc, ref, N, 1e-5, what);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = N; n < ldc; ++n) ASSERT_EQ(C[size_t(m * ldc + n)], 7.f) << what << ": past N written";
+  }
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------ dispatch
@@ -882,24 +909,9 @@ TEST(Primitives, GemmThreadGridsWithEpilogue) {
         auto B = random_vector(size_t((tb ? s.N : s.K) * ldb), uint32_t(index + 100));
         auto bias = random_vector(size_t(s.M), uint32_t(index + 200));
         auto residual = random_vector(size_t(s.M * s.N), uint32_t(index + 300));
-        const GemmCheck ref = bias_residual_relu_reference(s.M, s.N, s.K, A, B, ldb, tb, bias, true, residual);
-        prim::GemmEpilogue e;
-        e.bias_per_row = bias.data();
-        e.residual = residual.data();
-        e.ld_residual = s.N;
-        e.activation.kind = UnaryKind::relu;
-        std::vector<float> C(size_t(s.M * ldc), 7.f);
-        if (packed) {
-          prim::PackedB packed_b(s.K, s.N, B.data(), ldb, tb);
-          prim::gemm_packed_f32(s.M, A.data(), s.K, packed_b, C.data(), ldc, e, pool);
-        } else {
-          prim::gemm_f32(false, tb, s.M, s.N, s.K, 1.f, A.data(), s.K, B.data(), ldb, 0.f, C.data(),
-                         ldc, pool, &e);
-        }
-        expect_matrix_near(s.M, s.N, C.data(), ldc, ref, s.N, 1e-5, "threaded gemm");
-        for (int64_t m = 0; m < s.M; ++m) {
-          for (int64_t n = s.N; n < ldc; ++n) ASSERT_EQ(C[m * ldc + n], 7.f);  // past N untouched
-        }
+        check_bias_residual_relu_product(s.M, s.N, s.K, A, B, ldb, tb, bias, true, residual, ldc, packed, pool,
+                                         "threaded gemm");
+        if (HasFatalFailure()) return;
       }
     }
   });
@@ -928,25 +940,9 @@ TEST(Primitives, GemmFewRowTilesBStationaryMatchesReference) {
           auto B = random_vector(size_t(s.K * ldb), uint32_t(index + 100));
           auto bias = random_vector(size_t(s.N), uint32_t(index + 200));
           auto residual = random_vector(size_t(s.M * s.N), uint32_t(index + 300));
-          const GemmCheck ref =
-              bias_residual_relu_reference(s.M, s.N, s.K, A, B, ldb, false, bias, false, residual);
-          prim::GemmEpilogue e;
-          e.bias_per_column = bias.data();
-          e.residual = residual.data();
-          e.ld_residual = s.N;
-          e.activation.kind = UnaryKind::relu;
-          std::vector<float> C(size_t(s.M * ldc), 7.f);
-          if (packed) {
-            prim::PackedB packed_b(s.K, s.N, B.data(), ldb, false);
-            prim::gemm_packed_f32(s.M, A.data(), s.K, packed_b, C.data(), ldc, e, pool);
-          } else {
-            prim::gemm_f32(false, false, s.M, s.N, s.K, 1.f, A.data(), s.K, B.data(), ldb, 0.f, C.data(), ldc, pool,
-                           &e);
-          }
-          expect_matrix_near(s.M, s.N, C.data(), ldc, ref, s.N, 1e-5, "few row tiles");
-          for (int64_t m = 0; m < s.M; ++m) {
-            for (int64_t n = s.N; n < ldc; ++n) ASSERT_EQ(C[m * ldc + n], 7.f);  // past N untouched
-          }
+          check_bias_residual_relu_product(s.M, s.N, s.K, A, B, ldb, false, bias, false, residual, ldc, packed, pool,
+                                           "few row tiles");
+          if (HasFatalFailure()) return;
         }
       }
     }

@@ -242,6 +242,9 @@ void bert_base_shapes_threads(benchmark::internal::Benchmark* b) {
       b->Args({128, 768, 768, threads, cold});
       b->Args({128, 3072, 768, threads, cold});
       b->Args({128, 768, 3072, threads, cold});
+      b->Args({128, 1024, 1024, threads, cold});
+      b->Args({128, 4096, 1024, threads, cold});
+      b->Args({128, 1024, 4096, threads, cold});
     }
 }
 BENCHMARK(BM_GemmPackedColdB)

@@ -51,6 +51,12 @@ constexpr int64_t kNBlockTiles = 8;
 // a taller product (a row split, or the last A block) runs B-stationary with the deeper blocks.
 constexpr int64_t kBStationaryMaxRowTiles = 4;
 constexpr int64_t kMaxBlockKBStationary = 256;
+// Up to this many row tiles (140 rows: BERT's sequence of 128) a product whose packed A fits in
+// kBStationaryMaxPackedABytes of L2 also runs B-stationary: A micro-panels then stream from L2
+// past a B panel held in L1, and the weights are read once, panel after panel, in the order the
+// hardware prefetchers follow from DRAM.
+constexpr int64_t kBStationaryMaxRowTilesSmallA = 10;
+constexpr int64_t kBStationaryMaxPackedABytes = 640 * 1024;
 // B packed at run time goes through a buffer of this many floats (kc x nc, 768 KiB), which stays
 // in L2 beside the A block while every row block of the range uses it.
 constexpr int64_t kPackedBBlockFloats = 192 * 1024;
@@ -76,6 +82,14 @@ constexpr int64_t kMaxSharedPackedAFloats = int64_t(4) << 20;
 // Below this many flops (a few microseconds of work) a GEMM runs on the calling thread: waking a
 // sleeping worker costs about as much.
 constexpr double kMinParallelFlops = 256 * 1024;
+
+// Whether `row_tiles` register tiles of rows over depth K run B-stationary (see above) with K
+// blocks of depth kc.
+bool runs_b_stationary(int64_t row_tiles, int64_t mr, int64_t K, int64_t kc) {
+  if (row_tiles <= kBStationaryMaxRowTiles) return true;
+  return row_tiles <= kBStationaryMaxRowTilesSmallA && kc <= kMaxBlockKBStationary &&
+         row_tiles * mr * K * int64_t(sizeof(float)) <= kBStationaryMaxPackedABytes;
+}
 
 std::shared_ptr<float> allocate_floats(size_t count) {
   size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
@@ -749,7 +763,7 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
                int64_t next_n_begin = 0, int64_t next_n_end = 0) {
   if (m_begin >= m_end || n_begin >= n_end) return;
   const int64_t mr = kernel.mr, nr = kernel.nr;
-  if (p.packed_b && !p.check && (m_end - m_begin + mr - 1) / mr <= kBStationaryMaxRowTiles) {
+  if (p.packed_b && !p.check && runs_b_stationary((m_end - m_begin + mr - 1) / mr, mr, p.K, kc)) {
     run_range_column_tiles(p, kernel, m_begin, m_end, n_begin, n_end, kc, shared_a, next_n_begin, next_n_end);
     return;
   }
@@ -949,7 +963,8 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
   const int64_t m_tiles = (p.M + mr - 1) / mr, n_tiles = (p.N + nr - 1) / nr;
   // Even K blocks, so the last one is not a sliver. The block depth depends on the shape only,
   // never on the threads, so every thread count sums in the same order.
-  const int64_t max_kc = m_tiles <= kBStationaryMaxRowTiles ? kMaxBlockKBStationary : kMaxBlockK;
+  const int64_t max_kc =
+      runs_b_stationary(m_tiles, mr, p.K, kMaxBlockKBStationary) ? kMaxBlockKBStationary : kMaxBlockK;
   const int64_t k_blocks = std::max<int64_t>(1, (p.K + max_kc - 1) / max_kc);
   const int64_t kc = std::max<int64_t>(1, (p.K + k_blocks - 1) / k_blocks);
 

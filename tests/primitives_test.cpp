@@ -917,19 +917,19 @@ TEST(Primitives, GemmThreadGridsWithEpilogue) {
   });
 }
 
-// Products of at most four row tiles (a 7x7 plane pixel-major), and of up to ten whose packed A
-// is small (BERT's 128 tokens), run B-stationary, each B micro-panel meeting every row tile in
-// turn, with shallower K blocks: against the double reference with several K blocks, merged
-// remainders, plan-time and run-time B, bias, residual and activation, on 1 and 2 threads; and
-// the columns past N untouched. 140 x 1100 (10 tiles, 602 KiB of A) is the largest that does;
-// 128 x 1300 (650 KiB) the K-block-major path beside it.
+// Products of at most four row tiles (a 7x7 plane pixel-major), and of up to ten (BERT's 128
+// tokens), run B-stationary, each B micro-panel meeting every row tile in turn, with shallower K
+// blocks, sweeping the columns once per slab of K blocks whose A fits in L2 (one slab up to
+// 140 x 1100, two for 128 x 1300, three for 128 x 3000): against the double reference with
+// several K blocks, merged remainders, plan-time and run-time B, bias, residual and activation,
+// on 1 and 2 threads; and the columns past N untouched.
 TEST(Primitives, GemmFewRowTilesBStationaryMatchesReference) {
   struct Shape {
     int64_t M, N, K;
   };
   const Shape shapes[] = {{1, 70, 600},  {13, 33, 257},   {16, 300, 777},  {49, 200, 1100},
                           {56, 130, 513}, {57, 64, 300},   {100, 96, 513},  {128, 200, 700},
-                          {140, 70, 1100}, {128, 90, 1300}};
+                          {140, 70, 1100}, {128, 90, 1300}, {128, 40, 3000}};
   tessera::ThreadPool pool2(2);
   for_each_isa([&](Isa) {
     int index = 0;

@@ -245,6 +245,11 @@ void bert_base_shapes_threads(benchmark::internal::Benchmark* b) {
       b->Args({128, 1024, 1024, threads, cold});
       b->Args({128, 4096, 1024, threads, cold});
       b->Args({128, 1024, 4096, threads, cold});
+      // GPT-2 124M's prefill of 512 tokens.
+      b->Args({512, 2304, 768, threads, cold});
+      b->Args({512, 768, 768, threads, cold});
+      b->Args({512, 3072, 768, threads, cold});
+      b->Args({512, 768, 3072, threads, cold});
     }
 }
 BENCHMARK(BM_GemmPackedColdB)

@@ -956,12 +956,13 @@ TEST(Primitives, GemmFewRowTilesBStationaryMatchesReference) {
 // Products with plan-time B are bitwise the same on any number of threads and on every run: the
 // column chunks that threads claim by timing (and the weight prefetch that follows the claims)
 // must not change any element's rounding. Short row tiles (3 rows: 6 accumulators, summed from
-// two sets) and merged remainders (17 = 9 + 8 rows) included.
+// two sets) and merged remainders (17 = 9 + 8 rows) included; 300 rows split by rows at 2
+// threads (fewer weight reads than column chunks) and by column chunks at 3.
 TEST(Primitives, GemmPackedIsBitwiseTheSameOnAnyThreadsAndRun) {
   struct Shape {
     int64_t M, N, K;
   };
-  const Shape shapes[] = {{3, 900, 700}, {17, 1000, 1030}, {49, 1280, 320}, {128, 1000, 768}};
+  const Shape shapes[] = {{3, 900, 700}, {17, 1000, 1030}, {49, 1280, 320}, {128, 1000, 768}, {300, 700, 200}};
   tessera::ThreadPool pool2(2), pool3(3);
   for_each_isa([&](Isa) {
     for (const Shape& s : shapes) {

@@ -79,6 +79,9 @@ constexpr int64_t kPackMinTiles = 8;
 // Column chunks per thread when plan-time B is shared out dynamically (run_column_chunks):
 // 8 measured 4.5% faster than 4 on BERT-base at 2 threads, 16 no better than 8.
 constexpr int64_t kChunksPerThread = 8;
+// Register tiles of rows per thread from which plan-time B products may split rows instead of
+// taking column chunks (see run_gemm).
+constexpr int64_t kRowSplitMinTilesPerThread = 8;
 // The most floats of A that run_column_chunks packs whole for all threads (16 MiB; GPT-2
 // 124M's prefill of 512 tokens needs 6 MiB for its widest K).
 constexpr int64_t kMaxSharedPackedAFloats = int64_t(4) << 20;
@@ -930,17 +933,29 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
 // whenever another process took part of a core (BERT-base at 2 threads: 0.77x ONNX Runtime's
 // time with both cores free, 1.28x when the host took one); chunks also start the caller on
 // work before a sleeping worker has woken up.
+// How run_column_chunks cuts n_tiles column tiles for `threads` threads: head chunks of
+// chunk_tiles, then the last tail_tiles in chunks of tail_chunk_tiles.
+struct ColumnChunks {
+  int64_t chunk_tiles, tail_chunk_tiles, tail_tiles, head_chunks, chunks;
+
+  ColumnChunks(int64_t n_tiles, int threads) {
+    chunk_tiles = std::clamp<int64_t>((n_tiles + kChunksPerThread * threads - 1) / (kChunksPerThread * threads), 1,
+                                      2 * kNBlockTiles);
+    // The last 2 x threads chunks are half as wide, so that the thread that finds no chunk left
+    // waits for less of one (at 2 threads the idle tail went from about 3.5% of a BERT-base
+    // product's time to 2.5%).
+    tail_chunk_tiles = std::max<int64_t>(1, chunk_tiles / 2);
+    tail_tiles = tail_chunk_tiles < chunk_tiles ? std::min(n_tiles, 2 * threads * tail_chunk_tiles) : 0;
+    head_chunks = (n_tiles - tail_tiles + chunk_tiles - 1) / chunk_tiles;
+    chunks = head_chunks + (tail_tiles + tail_chunk_tiles - 1) / tail_chunk_tiles;
+  }
+};
+
 void run_column_chunks(const GemmProblem& p, const GemmKernel& kernel, int64_t kc, int threads, ThreadPool& pool) {
   const int64_t nr = kernel.nr, n_tiles = (p.N + nr - 1) / nr;
-  const int64_t chunk_tiles = std::clamp<int64_t>(
-      (n_tiles + kChunksPerThread * threads - 1) / (kChunksPerThread * threads), 1, 2 * kNBlockTiles);
-  // The last 2 x threads chunks are half as wide, so that the thread that finds no chunk left
-  // waits for less of one (at 2 threads the idle tail went from about 3.5% of a BERT-base
-  // product's time to 2.5%).
-  const int64_t tail_chunk_tiles = std::max<int64_t>(1, chunk_tiles / 2);
-  const int64_t tail_tiles = tail_chunk_tiles < chunk_tiles ? std::min(n_tiles, 2 * threads * tail_chunk_tiles) : 0;
-  const int64_t head_chunks = (n_tiles - tail_tiles + chunk_tiles - 1) / chunk_tiles;
-  const int64_t chunks = head_chunks + (tail_tiles + tail_chunk_tiles - 1) / tail_chunk_tiles;
+  const ColumnChunks cut(n_tiles, threads);
+  const int64_t chunk_tiles = cut.chunk_tiles, tail_chunk_tiles = cut.tail_chunk_tiles, tail_tiles = cut.tail_tiles,
+                head_chunks = cut.head_chunks, chunks = cut.chunks;
   // As the fixed split would decide for a thread's half of the columns.
   std::optional<SharedPackedA> shared_a;
   if (should_pack_a(p, kernel.mr, n_tiles / threads)) shared_a.emplace(p, kernel, kc);
@@ -1009,15 +1024,31 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
       best_tm = tm;
     }
   }
-  const int tm = best_tm, tn = threads / best_tm;
   // Dynamic chunks need A packed whole (SharedPackedA); past kMaxSharedPackedAFloats (tall
   // products, where a row split is as good) the fixed split with per-thread A blocks stays.
   const int64_t shared_a_floats = m_tiles * mr * p.K;
-  if (tm == 1 && p.packed_b && !p.check && n_tiles >= 2 * int64_t(threads) &&
+  if (best_tm == 1 && p.packed_b && !p.check && n_tiles >= 2 * int64_t(threads) &&
       shared_a_floats <= kMaxSharedPackedAFloats) {
-    run_column_chunks(p, kernel, kc, threads, *pool);
-    return;
+    // Each column chunk reads all of A again, a row split reads all of B (the weights) on every
+    // thread: per thread, in rows of depth K, the chunks read chunks / threads x M + N / threads
+    // and a row split M / threads + N. The row split's weight reads overlap in the shared L3.
+    // Split by whole register tiles, rows are balanced only with many tiles a thread: BERT's
+    // 128 rows split 70 / 58, and the thread left idle for a sixth of the product fell asleep,
+    // so the operator after it waited for the wake-up (its LayerNorm took 0.09 ms for 0.03);
+    // with fewer tiles the chunks, which balance themselves, stay. GPT-2 124M's prefill of 512
+    // tokens at 2 threads: 379-391 -> 356-357 ms (gemm_bench ColdB, weights from DRAM:
+    // 512 x 768 x 768 255 -> 305 GFLOP/s, 512 x 768 x 3072 259 -> 288).
+    const double chunk_reads =
+        double(ColumnChunks(n_tiles, threads).chunks) / threads * double(p.M) + double(p.N) / threads;
+    const double row_split_reads = double(p.M) / threads + double(p.N);
+    if (m_tiles >= kRowSplitMinTilesPerThread * threads && row_split_reads < chunk_reads) {
+      best_tm = threads;
+    } else {
+      run_column_chunks(p, kernel, kc, threads, *pool);
+      return;
+    }
   }
+  const int tm = best_tm, tn = threads / best_tm;
   // Task t on thread t: consecutive operators that split pixels the same way (a MobileNetV2
   // block's 1x1 convolutions and the depthwise one between them, see run_depthwise) then read
   // what the same core wrote.

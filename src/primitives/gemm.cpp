@@ -933,6 +933,27 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
 // whenever another process took part of a core (BERT-base at 2 threads: 0.77x ONNX Runtime's
 // time with both cores free, 1.28x when the host took one); chunks also start the caller on
 // work before a sleeping worker has woken up.
+// Tiles of at least this many rows sum every element in one chain in k order (shorter ones with
+// a single vector of columns sum even and odd k apart, see the kernels' accumulate), so which
+// such tile a row falls in does not change its bits.
+constexpr int64_t kMinOneChainRows = 8;
+
+int64_t shortest_tile_rows(int64_t begin, int64_t end, int64_t mr) {
+  const RowTiles tiles(begin, end, mr);
+  int64_t shortest = mr;
+  for (int64_t t = 0; t < tiles.count; ++t) shortest = std::min(shortest, tiles.rows(t));
+  return shortest;
+}
+
+// Whether M rows may be split as M * i / threads: every tile of every range, and of the one-thread
+// tiling, sums in one chain, so the products are bitwise those of any other thread count.
+bool splits_rows_evenly(int64_t M, int threads, int64_t mr) {
+  if (shortest_tile_rows(0, M, mr) < kMinOneChainRows) return false;
+  for (int i = 0; i < threads; ++i)
+    if (shortest_tile_rows(M * i / threads, M * (i + 1) / threads, mr) < kMinOneChainRows) return false;
+  return true;
+}
+
 // How run_column_chunks cuts n_tiles column tiles for `threads` threads: head chunks of
 // chunk_tiles, then the last tail_tiles in chunks of tail_chunk_tiles.
 struct ColumnChunks {
@@ -1027,21 +1048,24 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
   // Dynamic chunks need A packed whole (SharedPackedA); past kMaxSharedPackedAFloats (tall
   // products, where a row split is as good) the fixed split with per-thread A blocks stays.
   const int64_t shared_a_floats = m_tiles * mr * p.K;
+  bool even_rows = false;  // rows split M * i / threads instead of by whole tiles
   if (best_tm == 1 && p.packed_b && !p.check && n_tiles >= 2 * int64_t(threads) &&
       shared_a_floats <= kMaxSharedPackedAFloats) {
     // Each column chunk reads all of A again, a row split reads all of B (the weights) on every
     // thread: per thread, in rows of depth K, the chunks read chunks / threads x M + N / threads
     // and a row split M / threads + N. The row split's weight reads overlap in the shared L3.
-    // Split by whole register tiles, rows are balanced only with many tiles a thread: BERT's
-    // 128 rows split 70 / 58, and the thread left idle for a sixth of the product fell asleep,
-    // so the operator after it waited for the wake-up (its LayerNorm took 0.09 ms for 0.03);
-    // with fewer tiles the chunks, which balance themselves, stay. GPT-2 124M's prefill of 512
-    // tokens at 2 threads: 379-391 -> 356-357 ms (gemm_bench ColdB, weights from DRAM:
-    // 512 x 768 x 768 255 -> 305 GFLOP/s, 512 x 768 x 3072 259 -> 288).
+    // The rows must split evenly: by whole register tiles BERT's 128 rows split 70 / 58, and the
+    // thread left idle for a sixth of the product fell asleep, so the operator after it waited
+    // for the wake-up (its LayerNorm took 0.09 ms for 0.03). Hence an even split where it keeps
+    // every sum (splits_rows_evenly), else whole tiles with many tiles a thread, else the chunks,
+    // which balance themselves. GPT-2 124M's prefill of 512 tokens at 2 threads: 379-391 ->
+    // 356-357 ms (gemm_bench ColdB, weights from DRAM: 512 x 768 x 768 255 -> 305 GFLOP/s,
+    // 512 x 768 x 3072 259 -> 288).
     const double chunk_reads =
         double(ColumnChunks(n_tiles, threads).chunks) / threads * double(p.M) + double(p.N) / threads;
     const double row_split_reads = double(p.M) / threads + double(p.N);
-    if (m_tiles >= kRowSplitMinTilesPerThread * threads && row_split_reads < chunk_reads) {
+    even_rows = splits_rows_evenly(p.M, threads, mr);
+    if ((even_rows || m_tiles >= kRowSplitMinTilesPerThread * threads) && row_split_reads < chunk_reads) {
       best_tm = threads;
     } else {
       run_column_chunks(p, kernel, kc, threads, *pool);
@@ -1054,8 +1078,8 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
   // what the same core wrote.
   auto task_range = [&](int task) {
     const int64_t i = task / tn, j = task % tn;
-    const int64_t m_begin = std::min(p.M, i * m_tiles / tm * mr);
-    const int64_t m_end = std::min(p.M, (i + 1) * m_tiles / tm * mr);
+    const int64_t m_begin = even_rows ? p.M * i / tm : std::min(p.M, i * m_tiles / tm * mr);
+    const int64_t m_end = even_rows ? p.M * (i + 1) / tm : std::min(p.M, (i + 1) * m_tiles / tm * mr);
     const int64_t n_begin = std::min(p.N, j * n_tiles / tn * nr);
     const int64_t n_end = std::min(p.N, (j + 1) * n_tiles / tn * nr);
     run_range(p, kernel, m_begin, m_end, n_begin, n_end, kc);

@@ -5,10 +5,12 @@
 
 #include <random>
 #include <array>
+#include <string>
 #include <vector>
 
-#include "primitives/primitives.h"
 #include "primitives/gemm_int8.h"
+#include "primitives/kernels.h"
+#include "primitives/primitives.h"
 #include "tessera/thread_pool.h"
 
 namespace prim = tessera::primitives;
@@ -79,6 +81,43 @@ void BM_PeakFma(benchmark::State& state) {
   state.SetLabel(avx512 ? "avx512 zmm FMA" : "avx2 ymm FMA");
 }
 BENCHMARK(BM_PeakFma);
+
+// The register-tile kernel alone, its operands in L1 (A micro-panel mr x 256, B 256 x nr, C one
+// tile, added to on every call as in a K block after the first): the most the GEMM driver can
+// reach with K blocks of 256, with no cache misses, packing or blocking costs. Read beside
+// BM_PeakFma; docs/PERFORMANCE.md has the figures (2026-12-07: 80% of the FMA peak).
+void BM_TileInL1(benchmark::State& state) {
+  const prim::detail::GemmKernel& kernel = prim::detail::gemm_kernel(prim::active_isa());
+  constexpr int64_t kDepth = 256;
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const auto A = random_values(size_t(mr * kDepth), 1), B = random_values(size_t(kDepth * nr), 2);
+  std::vector<float> packed_a(size_t(mr * kDepth)), C(size_t(mr * nr), 0.f);
+  kernel.pack_a(A.data(), kDepth, false, mr, kDepth, 1.f, packed_a.data());
+  const float* a_pointer = packed_a.data();
+  const float* b_pointer = B.data();
+  prim::detail::GemmTileArgs args;
+  args.k = kDepth;
+  args.rows = int(mr);
+  args.cols = int(nr);
+  args.a_packed = true;
+  args.a_batch = &a_pointer;
+  args.b_padded = true;
+  args.b_batch = &b_pointer;
+  args.b_row_stride = nr;
+  args.b_vector_offset = kernel.vector_floats;
+  args.c = C.data();
+  args.ldc = nr;
+  args.beta = 1.f;
+  constexpr int kCalls = 64;
+  for (auto _ : state) {
+    for (int i = 0; i < kCalls; ++i) kernel.tile(args);
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * double(kCalls) * double(mr * nr * kDepth));
+  state.SetLabel(std::string(prim::isa_name(prim::active_isa())) + " " + std::to_string(mr) + " x " +
+                 std::to_string(nr) + " tile");
+}
+BENCHMARK(BM_TileInL1);
 
 // C = A * B with B packed once beforehand, as the inference path runs it.
 void BM_GemmPacked(benchmark::State& state) {

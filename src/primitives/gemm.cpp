@@ -927,12 +927,6 @@ void run_range(const GemmProblem& p, const GemmKernel& kernel, int64_t m_begin, 
   if (check) check->finish_range();
 }
 
-// A column split with plan-time B, shared out dynamically: the columns go in chunks of a few
-// register tiles (about eight per thread) that each thread claims as it comes free, with A packed
-// once for all (SharedPackedA). A fixed half each made the faster core wait for the slower one
-// whenever another process took part of a core (BERT-base at 2 threads: 0.77x ONNX Runtime's
-// time with both cores free, 1.28x when the host took one); chunks also start the caller on
-// work before a sleeping worker has woken up.
 // Tiles of at least this many rows sum every element in one chain in k order (shorter ones with
 // a single vector of columns sum even and odd k apart, see the kernels' accumulate), so which
 // such tile a row falls in does not change its bits.
@@ -972,6 +966,12 @@ struct ColumnChunks {
   }
 };
 
+// A column split with plan-time B, shared out dynamically: the columns go in chunks of a few
+// register tiles (about eight per thread) that each thread claims as it comes free, with A packed
+// once for all (SharedPackedA). A fixed half each made the faster core wait for the slower one
+// whenever another process took part of a core (BERT-base at 2 threads: 0.77x ONNX Runtime's
+// time with both cores free, 1.28x when the host took one); chunks also start the caller on
+// work before a sleeping worker has woken up.
 void run_column_chunks(const GemmProblem& p, const GemmKernel& kernel, int64_t kc, int threads, ThreadPool& pool) {
   const int64_t nr = kernel.nr, n_tiles = (p.N + nr - 1) / nr;
   const ColumnChunks cut(n_tiles, threads);
@@ -1060,7 +1060,10 @@ void run_gemm(const GemmProblem& p, ThreadPool* pool) {
     // every sum (splits_rows_evenly), else whole tiles with many tiles a thread, else the chunks,
     // which balance themselves. GPT-2 124M's prefill of 512 tokens at 2 threads: 379-391 ->
     // 356-357 ms (gemm_bench ColdB, weights from DRAM: 512 x 768 x 768 255 -> 305 GFLOP/s,
-    // 512 x 768 x 3072 259 -> 288).
+    // 512 x 768 x 3072 259 -> 288). The price is the chunks' balance when another process takes
+    // part of a core: under a spinner pinned to core 1 the prefill took 695-713 ms against
+    // 668-684. Ranges that shared out their columns in chunks were 3-5% slower on a free machine
+    // (each chunk re-packs its rows of A, or reads them from a whole-range packed copy in L3).
     const double chunk_reads =
         double(ColumnChunks(n_tiles, threads).chunks) / threads * double(p.M) + double(p.N) / threads;
     const double row_split_reads = double(p.M) / threads + double(p.N);

@@ -892,10 +892,10 @@ TEST(Primitives, GemmThreadGridsWithEpilogue) {
   // A: shapes with several K blocks, two A blocks and a merged row remainder (130 = 9 x 14 + 4).
   // Tall ones with plan-time B split rows where that reads less (run_gemm): 300 rows evenly on 2
   // and 3 threads (150 / 150, 100 x 3), 301 (a 7-row tile) by whole tiles on 2.
-  const Shape shapes[] = {{64, 3136, 24},        {1030, 49, 70},        {97, 333, 129},
-                          {30, 1000, 20},        {15, 33, 600},         {2, 5000, 9},
+  const Shape shapes[] = {{64, 3136, 24},         {1030, 49, 70},        {97, 333, 129},
+                          {30, 1000, 20},         {15, 33, 600},         {2, 5000, 9},
                           {130, 600, 1536, true}, {180, 520, 512, true}, {29, 700, 45, true},
-                          {300, 200, 150, true}, {301, 200, 150, true}};
+                          {300, 200, 150, true},  {301, 200, 150, true}};
   tessera::ThreadPool pool2(2), pool3(3), pool4(4);
   tessera::ThreadPool* pools[] = {&pool2, &pool3, &pool4};
   for_each_isa([&](Isa) {

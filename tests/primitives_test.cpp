@@ -959,8 +959,9 @@ TEST(Primitives, GemmFewRowTilesBStationaryMatchesReference) {
 // Products with plan-time B are bitwise the same on any number of threads and on every run: the
 // column chunks that threads claim by timing (and the weight prefetch that follows the claims)
 // must not change any element's rounding. Short row tiles (3 rows: 6 accumulators, summed from
-// two sets) and merged remainders (17 = 9 + 8 rows) included; 300 rows split by rows at 2
-// threads (fewer weight reads than column chunks) and by column chunks at 3.
+// two sets) and merged remainders (17 = 9 + 8 rows) included; 128 and 300 rows split by rows
+// (fewer weight reads than column chunks) evenly at 2 threads, 300 at 3 as well, 128 at 3 by
+// column chunks (43-row ranges would leave a 7-row tile).
 TEST(Primitives, GemmPackedIsBitwiseTheSameOnAnyThreadsAndRun) {
   struct Shape {
     int64_t M, N, K;

@@ -318,6 +318,20 @@ class ConvKernel : public Kernel {
     // activations run after it, on the plane while it is still in cache.
     DepthwiseEpilogue epilogue;
     const bool has_activation = !depthwise_epilogue_for(d_.activation, &epilogue);
+    // Plane p's operands (p = n * out_channels + co; input channel co / multiplier).
+    struct PlaneOperands {
+      const float *input, *weights;
+      float bias;
+      DepthwiseEpilogue epilogue;
+      float* output;
+    };
+    auto operands = [&](int64_t p) {
+      const int64_t n = p / d_.out_channels, co = p % d_.out_channels;
+      PlaneOperands o{x + (n * d_.in_channels + co / multiplier) * in_plane, w + co * ksize,
+                      bias ? bias[co] : 0.f, epilogue, y + p * out_plane};
+      o.epilogue.residual = residual ? residual + p * out_plane : nullptr;
+      return o;
+    };
     const int threads = pool.size();
     const int64_t rows = depthwise_shape_.output[1];
     // An empty range asks whether the active ISA has a row-range kernel for this shape. Bands
@@ -332,11 +346,8 @@ class ConvKernel : public Kernel {
       pool.run_pinned([&](int t) {
         const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
         for (int64_t p = 0; p < planes; ++p) {
-          const int64_t n = p / d_.out_channels, co = p % d_.out_channels;
-          DepthwiseEpilogue plane_epilogue = epilogue;
-          plane_epilogue.residual = residual ? residual + p * out_plane : nullptr;
-          depthwise_plane_rows_fused_f32(depthwise_shape_, x + (n * d_.in_channels + co / multiplier) * in_plane,
-                                         w + co * ksize, bias ? bias[co] : 0.f, plane_epilogue, y + p * out_plane,
+          const PlaneOperands o = operands(p);
+          depthwise_plane_rows_fused_f32(depthwise_shape_, o.input, o.weights, o.bias, o.epilogue, o.output,
                                          r0, r1);
         }
       });
@@ -344,14 +355,9 @@ class ConvKernel : public Kernel {
     }
     pool.parallel_for(planes, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
-        const int64_t n = p / d_.out_channels, co = p % d_.out_channels;
-        const int64_t ci = co / multiplier;
-        float* out = y + p * out_plane;
-        DepthwiseEpilogue plane_epilogue = epilogue;
-        plane_epilogue.residual = residual ? residual + p * out_plane : nullptr;
-        depthwise_plane_fused_f32(depthwise_shape_, x + (n * d_.in_channels + ci) * in_plane,
-                                  w + co * ksize, bias ? bias[co] : 0.f, plane_epilogue, out);
-        if (has_activation) primitives::unary_f32(d_.activation, out_plane, out, out);
+        const PlaneOperands o = operands(p);
+        depthwise_plane_fused_f32(depthwise_shape_, o.input, o.weights, o.bias, o.epilogue, o.output);
+        if (has_activation) primitives::unary_f32(d_.activation, out_plane, o.output, o.output);
       }
     });
   }

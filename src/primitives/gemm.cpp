@@ -964,6 +964,12 @@ struct ColumnChunks {
     head_chunks = (n_tiles - tail_tiles + chunk_tiles - 1) / chunk_tiles;
     chunks = head_chunks + (tail_tiles + tail_chunk_tiles - 1) / tail_chunk_tiles;
   }
+  // The first column of chunk `chunk` (N past the last), tiles of nr columns.
+  int64_t first_column(int64_t chunk, int64_t n_tiles, int64_t nr, int64_t N) const {
+    const int64_t tile = chunk <= head_chunks ? std::min(chunk * chunk_tiles, n_tiles - tail_tiles)
+                                              : n_tiles - tail_tiles + (chunk - head_chunks) * tail_chunk_tiles;
+    return std::min(N, tile * nr);
+  }
 };
 
 // A column split with plan-time B, shared out dynamically: the columns go in chunks of a few
@@ -975,17 +981,12 @@ struct ColumnChunks {
 void run_column_chunks(const GemmProblem& p, const GemmKernel& kernel, int64_t kc, int threads, ThreadPool& pool) {
   const int64_t nr = kernel.nr, n_tiles = (p.N + nr - 1) / nr;
   const ColumnChunks cut(n_tiles, threads);
-  const int64_t chunk_tiles = cut.chunk_tiles, tail_chunk_tiles = cut.tail_chunk_tiles, tail_tiles = cut.tail_tiles,
-                head_chunks = cut.head_chunks, chunks = cut.chunks;
+  const int64_t chunks = cut.chunks;
   // As the fixed split would decide for a thread's half of the columns.
   std::optional<SharedPackedA> shared_a;
   if (should_pack_a(p, kernel.mr, n_tiles / threads)) shared_a.emplace(p, kernel, kc);
   std::atomic<int64_t> next_chunk{0};
-  auto first_column = [&](int64_t chunk) {
-    const int64_t tile = chunk <= head_chunks ? std::min(chunk * chunk_tiles, n_tiles - tail_tiles)
-                                              : n_tiles - tail_tiles + (chunk - head_chunks) * tail_chunk_tiles;
-    return std::min(p.N, tile * nr);
-  };
+  auto first_column = [&](int64_t chunk) { return cut.first_column(chunk, n_tiles, nr, p.N); };
   pool.run_tasks(threads, [&](int) {
     // Each thread claims its next chunk before it starts the current one, so that it can
     // prefetch that chunk's weights while it finishes this one.

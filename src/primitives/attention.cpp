@@ -13,34 +13,28 @@ namespace tessera::primitives {
 
 namespace {
 
-// Query rows per task and keys per block: the output accumulator (256 x head size) stays in L2
-// while a key block's K and V stream through.
+// Query rows per task and keys per block: the score block (64 x 256 floats, 64 KiB) and the
+// output accumulator stay in L2 while a key block's K and V stream through.
 constexpr int64_t kQueryBlock = 256;
 constexpr int64_t kKeyBlock = 256;
-// The most rows a tile of scores has: [16, 256] floats, 16 KiB of L1.
-constexpr int64_t kRowTileMax = 16;
 
 struct Scratch {
   std::vector<float> scores, accumulator, row_max, row_sum, scale, q_copy, k_copy, v_copy;
 };
 thread_local Scratch scratch;
 
-// A [rows, cols] strided block as a dense row-major one: in place when it already is, else
-// copied. V is copied even with unit column stride: read in place from the merged QKV
-// projection, its rows are 9 KiB apart (BERT-base), which maps a 32-column panel's 128 rows onto
-// 8 of L1's 64 sets, and the P V product re-read it from L2 for every row tile.
+// Copies a [rows, cols] strided block into a dense row-major one, or returns it in place when it
+// already is (column stride 1).
 const float* dense_rows(const float* src, int64_t rows, int64_t cols, int64_t row_stride, int64_t column_stride,
-                        std::vector<float>& buffer) {
-  if (column_stride == 1 && (row_stride == cols || rows == 1)) return src;
-  buffer.resize(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = src + r * row_stride;
-    float* dst = buffer.data() + r * cols;
-    if (column_stride == 1)
-      std::copy(row, row + cols, dst);
-    else
-      for (int64_t c = 0; c < cols; ++c) dst[c] = row[c * column_stride];
+                        std::vector<float>& buffer, int64_t* ld) {
+  if (column_stride == 1) {
+    *ld = row_stride;
+    return src;
   }
+  buffer.resize(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) buffer[size_t(r * cols + c)] = src[r * row_stride + c * column_stride];
+  *ld = cols;
   return buffer.data();
 }
 
@@ -48,7 +42,7 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
   const int64_t rows = q1 - q0, d = p.head_size, dv = p.value_size;
   const int64_t shift = p.key_length - p.query_length;  // causal alignment
   Scratch& s = scratch;
-  s.scores.resize(size_t(kRowTileMax * kKeyBlock));
+  s.scores.resize(size_t(rows * kKeyBlock));
   s.accumulator.resize(size_t(rows * dv));  // the first key block stores into it
   s.row_max.assign(size_t(rows), -std::numeric_limits<float>::infinity());
   s.row_sum.assign(size_t(rows), 0.f);
@@ -62,22 +56,17 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
   s.q_copy.resize(size_t(rows * d));
   const float* q_src = p.q.data + b * p.q.batch_stride + h * p.q.head_stride + q0 * p.q.row_stride;
   binary_f32(BinaryKind::mul, rows, d, q_src, p.q.row_stride, p.q.column_stride, &p.scale, 0, 0, s.q_copy.data(), d);
+  const float* q = s.q_copy.data();
   const float* k_base = p.k.data + b * p.k.batch_stride + h * p.k.head_stride;
   const float* v_base = p.v.data + b * p.v.batch_stride + h * p.v.head_stride;
-  float* out = p.out + b * p.out_batch_stride + h * p.out_head_stride + q0 * p.out_row_stride;
-  // Row tiles of at most one register tile's height, balanced (BERT's 128 rows: ten of 12-13,
-  // not nine of 14 and a short one): each tile's scores, softmax and P V run while its
-  // [rows, keys] block of scores is in L1, instead of a pass over the whole block per step.
-  const int64_t tile_rows = std::min<int64_t>(kRowTileMax, gemm_register_tile_rows());
-  const int64_t tiles = (rows + tile_rows - 1) / tile_rows;
   // Causal: no key beyond the last row's horizon is read at all.
   const int64_t key_end = p.causal ? std::min(p.key_length, q1 - 1 + shift + 1) : p.key_length;
   if (key_end <= 0) std::fill(s.accumulator.begin(), s.accumulator.end(), 0.f);
   for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock) {
     const int64_t keys = std::min(kKeyBlock, key_end - k0);
-    const bool first_block = k0 == 0, last_block = k0 + keys >= key_end;
-    // K^T [d, keys] as the score product's B: read as stored when K is kept transposed, else
-    // the block transposed into scratch.
+    float* sc = s.scores.data();
+    // scores = (scale Q) K^T with K^T [d, keys] as B: read as stored when K is kept transposed,
+    // else the block transposed into scratch.
     const float* k = k_base + k0 * p.k.row_stride;
     const float* kt = k;
     int64_t ldkt = p.k.column_stride;
@@ -92,60 +81,50 @@ void attention_block(const AttentionProblem& p, int64_t b, int64_t h, int64_t q0
       kt = s.k_copy.data();
       ldkt = keys;
     }
-    const float* v = dense_rows(v_base + k0 * p.v.row_stride, keys, dv, p.v.row_stride, p.v.column_stride, s.v_copy);
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t r0 = rows * t / tiles, r1 = rows * (t + 1) / tiles, n = r1 - r0;
-      float* sc = s.scores.data();
-      // scores = (scale Q) K^T for this tile's rows.
-      const float* q = s.q_copy.data() + r0 * d;
-      brgemm_f32(n, keys, d, 1, &q, d, &kt, ldkt, sc, keys, false);
-      // Masks.
-      if (p.additive_mask) {
-        // One call for the tile: the mask's row stride is 0 when it broadcasts over queries
-        // (BERT's [batch, 1, 1, keys] padding mask).
-        const int64_t first = b * p.mask_batch_stride + h * p.mask_head_stride + (q0 + r0) * p.mask_row_stride +
-                              k0 * p.mask_column_stride;
-        binary_f32(BinaryKind::add, n, keys, sc, keys, 1, p.additive_mask + first, p.mask_row_stride,
-                   p.mask_column_stride, sc, keys);
-      } else if (p.keep_mask) {
-        const int64_t base = b * p.mask_batch_stride + h * p.mask_head_stride;
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t row = base + (q0 + r0 + i) * p.mask_row_stride + k0 * p.mask_column_stride;
-          float* srow = sc + i * keys;
-          const uint8_t* m = p.keep_mask + row;
-          for (int64_t j = 0; j < keys; ++j)
-            if ((m[j * p.mask_column_stride] != 0) != p.keep_where_true) srow[j] = p.fill;
-        }
-      }
-      if (p.causal && k0 + keys - 1 > q0 + r0 + shift) {  // the block crosses the tile's diagonal
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t last = q0 + r0 + i + shift;  // last key row i may see
-          for (int64_t j = std::max<int64_t>(0, last + 1 - k0); j < keys; ++j)
-            sc[i * keys + j] = -std::numeric_limits<float>::infinity();
-        }
-      }
-      // Online softmax: new row maxima, this block exponentiated, and the factor that rescales
-      // what earlier blocks accumulated (nothing to rescale on the first block: P V is stored).
-      float* row_scale = s.scale.data() + r0;
-      online_softmax_block_f32(n, keys, sc, keys, s.row_max.data() + r0, s.row_sum.data() + r0, row_scale);
-      float* acc = s.accumulator.data() + r0 * dv;
-      if (!first_block) binary_f32(BinaryKind::mul, n, dv, acc, dv, 1, row_scale, 1, 0, acc, dv);
-      // accumulator (+)= P V.
-      const float* p_block = sc;
-      brgemm_f32(n, dv, keys, 1, &p_block, keys, &v, dv, acc, dv, !first_block);
-      if (last_block) {  // normalized into the output while the tile is in L1
-        for (int64_t i = r0; i < r1; ++i)
-          s.scale[size_t(i)] =
-              s.row_sum[size_t(i)] > 0 ? 1.f / s.row_sum[size_t(i)] : std::numeric_limits<float>::quiet_NaN();
-        binary_f32(BinaryKind::mul, n, dv, acc, dv, 1, row_scale, 1, 0, out + r0 * p.out_row_stride,
-                   p.out_row_stride);
+    brgemm_f32(rows, keys, d, 1, &q, d, &kt, ldkt, sc, keys, false);
+    // Masks.
+    if (p.additive_mask) {
+      // One call for the block: the mask's row stride is 0 when it broadcasts over queries
+      // (BERT's [batch, 1, 1, keys] padding mask); 128 one-row calls were 5% of BERT's attention.
+      const int64_t first = b * p.mask_batch_stride + h * p.mask_head_stride + q0 * p.mask_row_stride +
+                            k0 * p.mask_column_stride;
+      binary_f32(BinaryKind::add, rows, keys, sc, keys, 1, p.additive_mask + first, p.mask_row_stride,
+                 p.mask_column_stride, sc, keys);
+    } else if (p.keep_mask) {
+      const int64_t base = b * p.mask_batch_stride + h * p.mask_head_stride;
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t row = base + (q0 + i) * p.mask_row_stride + k0 * p.mask_column_stride;
+        float* srow = sc + i * keys;
+        const uint8_t* m = p.keep_mask + row;
+        for (int64_t j = 0; j < keys; ++j)
+          if ((m[j * p.mask_column_stride] != 0) != p.keep_where_true) srow[j] = p.fill;
       }
     }
+    if (p.causal && k0 + keys - 1 > q0 + shift) {  // the block crosses the diagonal
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t last = q0 + i + shift;  // last key row i may see
+        for (int64_t j = std::max<int64_t>(0, last + 1 - k0); j < keys; ++j)
+          sc[i * keys + j] = -std::numeric_limits<float>::infinity();
+      }
+    }
+    // Online softmax: new row maxima, this block exponentiated, and the factor that rescales
+    // what earlier blocks accumulated (nothing to rescale on the first block: P V is stored).
+    online_softmax_block_f32(rows, keys, sc, keys, s.row_max.data(), s.row_sum.data(), s.scale.data());
+    const bool first_block = k0 == 0;
+    if (!first_block)
+      binary_f32(BinaryKind::mul, rows, dv, s.accumulator.data(), dv, 1, s.scale.data(), 1, 0, s.accumulator.data(),
+                 dv);
+    // accumulator (+)= P V.
+    int64_t ldv;
+    const float* v = dense_rows(v_base + k0 * p.v.row_stride, keys, dv, p.v.row_stride, p.v.column_stride, s.v_copy, &ldv);
+    const float* p_block = sc;
+    brgemm_f32(rows, dv, keys, 1, &p_block, keys, &v, ldv, s.accumulator.data(), dv, !first_block);
   }
-  if (key_end <= 0) {  // no key visible to any row: the softmax of nothing
-    for (int64_t i = 0; i < rows; ++i) s.scale[size_t(i)] = std::numeric_limits<float>::quiet_NaN();
-    binary_f32(BinaryKind::mul, rows, dv, s.accumulator.data(), dv, 1, s.scale.data(), 1, 0, out, p.out_row_stride);
-  }
+  float* out = p.out + b * p.out_batch_stride + h * p.out_head_stride + q0 * p.out_row_stride;
+  for (int64_t i = 0; i < rows; ++i)
+    s.scale[size_t(i)] =
+        s.row_sum[size_t(i)] > 0 ? 1.f / s.row_sum[size_t(i)] : std::numeric_limits<float>::quiet_NaN();
+  binary_f32(BinaryKind::mul, rows, dv, s.accumulator.data(), dv, 1, s.scale.data(), 1, 0, out, p.out_row_stride);
 }
 
 }  // namespace

@@ -1223,8 +1223,6 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   run_gemm(p, pool);
 }
 
-int64_t gemm_register_tile_rows() { return detail::gemm_kernel(active_isa()).mr; }
-
 void brgemm_f32(int64_t M, int64_t N, int64_t K, int64_t batch, const float* const* A, int64_t lda,
                 const float* const* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;

@@ -178,9 +178,6 @@ struct GemmEpilogue {
 // accumulate in the same registers, so C is stored once per register tile.
 void brgemm_f32(int64_t M, int64_t N, int64_t K, int64_t batch, const float* const* A, int64_t lda,
                 const float* const* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
-// Rows of the active ISA's register tile (brgemm_f32 runs a product of at most this many rows
-// as one tile): callers that tile rows themselves pick heights that fill it.
-int64_t gemm_register_tile_rows();
 
 // B packed once (at plan time) into the panel layout the microkernels read: panels of
 // panel_width() columns (zero padded past N), each K x panel_width row-major, panel_stride()

@@ -1,6 +1,7 @@
-// The direct NHWC convolution (primitives/conv_nhwc.h) beside Tessera's NCHW Conv operator (a
-// one-node graph: pointwise GEMM packing its input, Winograd, im2col or the stem kernel, as the
-// plan picks) on ResNet-50's layer shapes, with bias and ReLU fused in both; same threads.
+// The direct NHWC convolution (primitives/conv_nhwc.h) and, for the 3x3 stride-1 shapes, Winograd
+// on NHWC activations, beside Tessera's NCHW Conv operator (a one-node graph: pointwise GEMM
+// packing its input, Winograd, im2col or the stem kernel, as the plan picks) on ResNet-50's layer
+// shapes, with bias and ReLU fused in all; same threads.
 //   build/bench/conv_nhwc_bench --benchmark_enable_random_interleaving=true --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "graph/graph_builder.h"
+#include "ops/winograd.h"
 #include "primitives/conv_nhwc.h"
 #include "tessera/session.h"
 #include "tessera/thread_pool.h"
@@ -85,6 +87,37 @@ void BM_ConvNhwc(benchmark::State& state) {
   state.SetLabel(label(s));
 }
 
+// The 3x3 stride-1 shapes on channels-last Winograd (variant 2: F(2x2), 4: F(4x4)).
+void BM_WinogradNhwc(benchmark::State& state) {
+  const prim::ConvNhwcShape s = shape_of(state.range(0));
+  const int threads = int(state.range(1));
+  const auto variant = tessera::WinogradVariant(state.range(2));
+  const std::vector<float> x = random_floats(size_t(s.in_h * s.in_w * s.in_channels), 1);
+  const std::vector<float> w = random_floats(size_t(s.out_channels * s.in_channels * s.taps()), 2);
+  const std::vector<float> bias = random_floats(size_t(s.out_channels), 3);
+  std::vector<float> y(size_t(s.output_pixels() * s.out_channels));
+  tessera::WinogradProblem problem;
+  problem.batch = 1;
+  problem.in_channels = s.in_channels;
+  problem.out_channels = s.out_channels;
+  problem.in_h = s.in_h;
+  problem.in_w = s.in_w;
+  problem.out_h = s.out_h;
+  problem.out_w = s.out_w;
+  problem.pad_top = s.pad_top;
+  problem.pad_left = s.pad_left;
+  problem.channels_last = true;
+  const tessera::WinogradConvolution conv(problem, variant, w.data(), threads);
+  tessera::ThreadPool pool(threads);
+  for (auto _ : state) {
+    conv.run(x.data(), bias.data(), nullptr, prim::UnaryParams{prim::UnaryKind::relu}, y.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(flops(s), benchmark::Counter::kIsIterationInvariantRate,
+                                                 benchmark::Counter::kIs1000);
+  state.SetLabel(label(s) + " F" + std::to_string(int(variant)));
+}
+
 void BM_ConvNchwOperator(benchmark::State& state) {
   const prim::ConvNhwcShape s = shape_of(state.range(0));
   const int threads = int(state.range(1));
@@ -113,8 +146,20 @@ void shapes_and_threads(benchmark::internal::Benchmark* b) {
     for (int64_t i = 0; i < int64_t(sizeof(kShapes) / sizeof(kShapes[0])); ++i) b->Args({i, threads});
 }
 
+void winograd_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t threads : {1, 2})
+    for (int64_t i = 0; i < int64_t(sizeof(kShapes) / sizeof(kShapes[0])); ++i)
+      if (kShapes[i][3] == 3 && kShapes[i][4] == 1)
+        for (int64_t variant : {2, 4}) b->Args({i, threads, variant});
+}
+
 }  // namespace
 
+BENCHMARK(BM_WinogradNhwc)
+    ->Apply(winograd_shapes)
+    ->ArgNames({"shape", "threads", "F"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_ConvNhwc)
     ->Apply(shapes_and_threads)
     ->ArgNames({"shape", "threads"})

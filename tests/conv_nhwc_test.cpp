@@ -1,9 +1,8 @@
-// The direct NHWC convolution (primitives/conv_nhwc.h) against plain loops summing in double, on
-// every ISA and 1-3 threads: 1x1 and KxK kernels, strides, dilations, pads that leave edge
-// pixels with some taps outside, channel counts that fill no register tile evenly, and the
-// bias + residual + ReLU epilogue.
-#include "primitives/conv_nhwc.h"
-
+// Channels-last convolutions against plain loops summing in double, on every ISA and 1-3
+// threads: the direct NHWC kernel (primitives/conv_nhwc.h) on 1x1 and KxK kernels, strides,
+// dilations, pads that leave edge pixels with some taps outside, channel counts that fill no
+// register tile evenly, and the bias + residual + ReLU epilogue; Winograd F(2x2) and F(4x4) on
+// NHWC activations (ops/winograd.h, channels_last) with tile tails and pads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/winograd.h"
+#include "primitives/conv_nhwc.h"
 #include "test_support.h"
 
 namespace tessera {
@@ -104,6 +105,65 @@ TEST(ConvNhwc, MatchesPlainLoopsOnEveryIsa) {
   testing::for_each_isa([&](prim::Isa) {
     uint32_t seed = 11;
     for (const NhwcCase& c : cases) check_case(c, seed += 10);
+  });
+}
+
+TEST(WinogradNhwc, MatchesPlainLoopsOnEveryIsa) {
+  struct Case {
+    int64_t batch, h, w, ci, co, pad;
+  };
+  // Tile tails (out sizes not multiples of 2 or 4), no pad, a pad of 2, channel counts off 16.
+  const Case cases[] = {{2, 9, 11, 20, 36, 1},
+                        {1, 14, 14, 64, 64, 1},
+                        {1, 7, 7, 16, 24, 1},
+                        {1, 10, 13, 3, 17, 0},
+                        {1, 6, 6, 8, 8, 2}};
+  testing::for_each_isa([&](prim::Isa) {
+    uint32_t seed = 900;
+    for (const Case& c : cases)
+      for (WinogradVariant variant : {WinogradVariant::f2x2, WinogradVariant::f4x4}) {
+        const prim::ConvNhwcShape s = make_shape(c.batch, c.h, c.w, c.ci, c.co, 3, 1, c.pad);
+        SCOPED_TRACE(std::to_string(c.h) + "x" + std::to_string(c.w) + " " + std::to_string(c.ci) + "->" +
+                     std::to_string(c.co) + " pad " + std::to_string(c.pad) + " F" +
+                     std::to_string(int(variant)));
+        seed += 10;
+        const size_t out_size = size_t(s.output_pixels() * s.out_channels);
+        const std::vector<float> x = testing::random_floats(size_t(c.batch * c.h * c.w * c.ci), seed);
+        const std::vector<float> w = testing::random_floats(size_t(c.co * c.ci * 9), seed + 1, -0.5f, 0.5f);
+        const std::vector<float> bias = testing::random_floats(size_t(c.co), seed + 2);
+        const std::vector<float> residual = testing::random_floats(out_size, seed + 3);
+        std::vector<float> expected(out_size);
+        prim::conv_nhwc_reference_f32(s, w.data(), x.data(), bias.data(), residual.data(), true,
+                                      expected.data());
+        WinogradProblem problem;
+        problem.batch = c.batch;
+        problem.in_channels = c.ci;
+        problem.out_channels = c.co;
+        problem.in_h = c.h;
+        problem.in_w = c.w;
+        problem.out_h = s.out_h;
+        problem.out_w = s.out_w;
+        problem.pad_top = problem.pad_left = c.pad;
+        problem.channels_last = true;
+        for (int threads : {1, 2, 3}) {
+          SCOPED_TRACE("threads " + std::to_string(threads));
+          ThreadPool pool(threads);
+          const WinogradConvolution conv(problem, variant, w.data(), threads);
+          std::vector<float> y(out_size, std::nanf(""));
+          conv.run(x.data(), bias.data(), residual.data(), prim::UnaryParams{prim::UnaryKind::relu}, y.data(),
+                   pool);
+          double diff = 0, norm = 0;
+          int wrong = 0;
+          for (size_t i = 0; i < out_size; ++i) {
+            const double d = double(y[i]) - expected[i];
+            diff += d * d;
+            norm += double(expected[i]) * expected[i];
+            if (!(std::fabs(d) <= 1e-3 * (1 + std::fabs(expected[i]))) && ++wrong <= 3)
+              ADD_FAILURE() << "element " << i << ": " << y[i] << " against " << expected[i];
+          }
+          EXPECT_LT(std::sqrt(diff / std::max(norm, 1e-30)), 1e-5);
+        }
+      }
   });
 }
 

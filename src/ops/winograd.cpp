@@ -151,7 +151,8 @@ void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, 
   float* m = v + v_floats;
 
   // 1. Channel-last copy of the input rows this band reads, zero where the window leaves the
-  //    image, so the transform reads every patch without bounds checks.
+  //    image, so the transform reads every patch without bounds checks (from NHWC a copy of
+  //    each pixel's channels, from NCHW a transpose).
   const int64_t in_plane = p_.in_h * p_.in_w;
   const float* x_image = x + image * p_.in_channels * in_plane;
   const int64_t oh0 = tr0 * tile_;
@@ -166,8 +167,14 @@ void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, 
     if (left > 0) std::memset(dst, 0, size_t(left * cin_padded_) * sizeof(float));
     if (right < in_cols)
       std::memset(dst + right * cin_padded_, 0, size_t((in_cols - right) * cin_padded_) * sizeof(float));
-    primitives::transpose_2d(p_.in_channels, right - left, x_image + ih * p_.in_w + (left - p_.pad_left),
-                             in_plane, dst + left * cin_padded_, cin_padded_, sizeof(float));
+    if (p_.channels_last) {
+      const float* src = x_image + (ih * p_.in_w + (left - p_.pad_left)) * p_.in_channels;
+      for (int64_t col = left; col < right; ++col, src += p_.in_channels)
+        std::memcpy(dst + col * cin_padded_, src, size_t(p_.in_channels) * sizeof(float));
+    } else {
+      primitives::transpose_2d(p_.in_channels, right - left, x_image + ih * p_.in_w + (left - p_.pad_left),
+                               in_plane, dst + left * cin_padded_, cin_padded_, sizeof(float));
+    }
   }
 
   // 2. V[point][tile][C_in] = B^T d B for every patch.
@@ -201,7 +208,7 @@ void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, 
     for (int64_t point = 0; point < points_; ++point) gemm(point);
   }
 
-  // 4. y = A^T m A + bias, scattered into the NCHW planes.
+  // 4. y = A^T m A + bias, scattered into the NCHW planes or stored per NHWC pixel.
   WinogradOutputArgs out_args;
   out_args.m = m;
   out_args.point_stride = max_tiles * ldm_;
@@ -212,7 +219,9 @@ void WinogradConvolution::run_band(int64_t image, int64_t band, const float* x, 
   out_args.bias = bias;
   out_args.plane = p_.out_h * p_.out_w;
   out_args.width = p_.out_w;
-  out_args.y = y + image * p_.out_channels * out_args.plane + oh0 * p_.out_w;
+  out_args.y = y + image * p_.out_channels * out_args.plane +
+               oh0 * p_.out_w * (p_.channels_last ? p_.out_channels : 1);
+  out_args.pixel_stride = p_.channels_last ? p_.out_channels : 0;
   out_args.valid_rows = std::min(p_.out_h - oh0, band_rows * tile_);
   out_args.valid_cols = p_.out_w;
   (tile_ == 2 ? kernels.output_f2x2 : kernels.output_f4x4)(out_args);
@@ -238,6 +247,15 @@ void WinogradConvolution::run(const float* x, const float* bias, const float* re
     const int64_t oh1 = std::min(p_.out_h, band_start(band + 1) * tile_);
     const int64_t count = (oh1 - oh0) * p_.out_w;
     const int64_t offset = image * p_.out_channels * out_plane + oh0 * p_.out_w;
+    if (p_.channels_last) {  // the band's pixels, all their channels, are one contiguous run
+      const int64_t first = (image * out_plane + oh0 * p_.out_w) * p_.out_channels,
+                    n = count * p_.out_channels;
+      if (residual)
+        primitives::binary_f32(primitives::BinaryKind::add, 1, n, y + first, n, 1, residual + first, n, 1,
+                               y + first, n);
+      if (has_activation) primitives::unary_f32(activation, n, y + first, y + first);
+      return;
+    }
     if (residual)
       primitives::binary_f32(primitives::BinaryKind::add, p_.out_channels, count, y + offset, out_plane, 1,
                              residual + offset, out_plane, 1, y + offset, out_plane);

@@ -1,5 +1,6 @@
-// Winograd convolution F(2x2,3x3) and F(4x4,3x3) for f32 3x3 stride-1 NCHW convolutions: weights
-// transformed and packed at plan time, per-band input transform, batched GEMMs, fused output step.
+// Winograd convolution F(2x2,3x3) and F(4x4,3x3) for f32 3x3 stride-1 convolutions on NCHW or
+// NHWC activations: weights transformed and packed at plan time, per-band input transform
+// (from a channel-last copy of the band), batched GEMMs, fused output step.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -17,6 +18,7 @@ struct WinogradProblem {
   int64_t batch = 0, in_channels = 0, out_channels = 0;
   int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
   int64_t pad_top = 0, pad_left = 0;
+  bool channels_last = false;  // x, y and the residual are NHWC instead of NCHW
 };
 
 // Channels are processed in blocks of this many lanes (one zmm); buffers are padded to it.
@@ -38,8 +40,9 @@ struct WinogradOutputArgs {
   int64_t channels = 0;  // real output channels (lanes past it are not stored)
   int64_t tile_rows = 0, tile_cols = 0;
   const float* bias = nullptr;             // padded to the lane multiple, or nullptr
-  float* y = nullptr;                      // NCHW output of one image at the band's first output row
-  int64_t plane = 0, width = 0;            // channel plane size and row length of y
+  float* y = nullptr;                      // output of one image at the band's first output row
+  int64_t plane = 0, width = 0;            // NCHW: channel plane size; both: row length of y
+  int64_t pixel_stride = 0;                // NHWC: floats from one pixel to the next (0: NCHW)
   int64_t valid_rows = 0, valid_cols = 0;  // output rows/cols of the band inside the image
 };
 struct WinogradTransformKernels {
@@ -65,7 +68,8 @@ class WinogradConvolution {
   // weights: C_out x C_in x 3 x 3, row-major. `threads` sizes the bands so each thread gets work.
   WinogradConvolution(const WinogradProblem& problem, WinogradVariant variant, const float* weights,
                       int threads);
-  // y = conv(x) + bias, then + residual, then activation (all optional; NCHW, no aliasing of x/y).
+  // y = conv(x) + bias, then + residual, then activation (all optional; NCHW, or NHWC with
+  // channels_last; no aliasing of x/y).
   void run(const float* x, const float* bias, const float* residual,
            const primitives::UnaryParams& activation, float* y, ThreadPool& pool,
            const primitives::GemmCheck* check = nullptr) const;

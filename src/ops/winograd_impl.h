@@ -101,7 +101,7 @@ WINOGRAD_INLINE void output_transform(const WinogradOutputArgs& a) {
       const int64_t cols = a.valid_cols - tc * Tile < Tile ? a.valid_cols - tc * Tile : Tile;
       const int64_t tile = tr * a.tile_cols + tc;
       const float* in = a.m + tile * a.ldm;
-      float* y = a.y + tr * Tile * a.width + tc * Tile;
+      float* y = a.y + (tr * Tile * a.width + tc * Tile) * (a.pixel_stride > 0 ? a.pixel_stride : 1);
       for (int64_t cb = 0; cb < blocks; ++cb) {
         Vec m[alpha * alpha];
         for (int p = 0; p < alpha * alpha; ++p) m[p] = load(in + p * a.point_stride + cb * kWinogradLanes);
@@ -123,11 +123,22 @@ WINOGRAD_INLINE void output_transform(const WinogradOutputArgs& a) {
           const Vec b = load(a.bias + cb * kWinogradLanes);
           for (int i = 0; i < Tile * Tile; ++i) o[i] += b;
         }
-        // Lanes are channels and y is NCHW: each lane goes to its own plane. The rows of a tile
-        // are contiguous in every plane, so the stores still fill cache lines in order.
         const int64_t lanes = a.channels - cb * kWinogradLanes < kWinogradLanes
                                   ? a.channels - cb * kWinogradLanes
                                   : kWinogradLanes;
+        if (a.pixel_stride > 0) {  // NHWC: the lanes are a pixel's channels, stored as they are
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t j = 0; j < cols; ++j) {
+              float* dst = y + (i * a.width + j) * a.pixel_stride + cb * kWinogradLanes;
+              if (lanes == kWinogradLanes)
+                store(dst, o[i * Tile + j]);
+              else
+                std::memcpy(dst, &o[i * Tile + j], size_t(lanes) * sizeof(float));
+            }
+          continue;
+        }
+        // Lanes are channels and y is NCHW: each lane goes to its own plane. The rows of a tile
+        // are contiguous in every plane, so the stores still fill cache lines in order.
         float lane_values[Tile * Tile][kWinogradLanes];
         std::memcpy(lane_values, o, sizeof lane_values);
         float* plane0 = y + cb * kWinogradLanes * a.plane;

@@ -17,11 +17,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void check_model_folder(const std::string& folder, int threads) {
+void check_model_folder(const std::string& folder, int threads, bool channels_last = false) {
   std::ifstream meta_file(folder + "/meta.json");
-  ASSERT_TRUE(meta_file) << "missing " << folder << "/meta.json: run the script that builds it (scripts/test.sh does)";
+  ASSERT_TRUE(meta_file) << "missing " << folder
+                         << "/meta.json: run the script that builds it (scripts/test.sh does)";
   nlohmann::json meta = nlohmann::json::parse(meta_file);
-  Session session = Session::from_file(folder + "/" + meta["model"].get<std::string>(), SessionOptions{threads});
+  Session session = Session::from_file(folder + "/" + meta["model"].get<std::string>(),
+                                       SessionOptions{threads, true, channels_last});
   std::map<std::string, Tensor> inputs;
   for (const auto& in : meta["inputs"])
     inputs[in["name"].get<std::string>()] = read_npy(folder + "/" + in["file"].get<std::string>());
@@ -31,8 +33,9 @@ void check_model_folder(const std::string& folder, int threads) {
     ASSERT_TRUE(outputs.count(name)) << "no output " << name;
     Tensor expected = read_npy(folder + "/" + out["file"].get<std::string>());
     double error = tessera::testing::relative_l2_error(outputs.at(name), expected);
-    std::printf("%s output %s: relative L2 error %.3e (threads %d, peak activations %.2f MB)\n", folder.c_str(),
-                name.c_str(), error, threads, session.plan_stats().peak_activation_bytes / 1e6);
+    std::printf("%s output %s: relative L2 error %.3e (threads %d%s, peak activations %.2f MB)\n",
+                folder.c_str(), name.c_str(), error, threads, channels_last ? ", channels-last" : "",
+                session.plan_stats().peak_activation_bytes / 1e6);
     EXPECT_EQ(outputs.at(name).shape(), expected.shape());
     EXPECT_LT(error, 1e-4) << folder << " output " << name;
   }
@@ -45,13 +48,23 @@ std::string models_dir(const std::string& sub) { return tessera::testing::source
 class ZooModel : public ::testing::TestWithParam<std::string> {};
 TEST_P(ZooModel, MatchesPyTorch) { check_model_folder(models_dir("zoo/" + GetParam()), 2); }
 INSTANTIATE_TEST_SUITE_P(PyTorch, ZooModel,
-                         ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "vgg11", "bert_tiny", "gpt2_tiny"));
+                         ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "vgg11", "bert_tiny",
+                                           "gpt2_tiny"));
 
 class OcrModel : public ::testing::TestWithParam<std::string> {};
 TEST_P(OcrModel, MatchesOnnxRuntime) { check_model_folder(models_dir("ocr/" + GetParam()), 2); }
-INSTANTIATE_TEST_SUITE_P(PaddleOcr, OcrModel, ::testing::Values("ppocr_cls_mobile_v2", "ppocr_det_v4", "ppocr_rec_v4"));
+INSTANTIATE_TEST_SUITE_P(PaddleOcr, OcrModel,
+                         ::testing::Values("ppocr_cls_mobile_v2", "ppocr_det_v4", "ppocr_rec_v4"));
 
 TEST(ZooModelThreads, SingleThreadGivesTheSameAnswer) { check_model_folder(models_dir("zoo/resnet18"), 1); }
+
+// The CNNs on channels-last activations (SessionOptions::channels_last); MobileNetV2, whose
+// depthwise layers have no channels-last kernel, is left in NCHW by the pass and must still match.
+TEST(ZooModelChannelsLast, CnnsMatchPyTorch) {
+  for (const char* model : {"resnet18", "resnet50", "vgg11", "mobilenet_v2"})
+    check_model_folder(models_dir(std::string("zoo/") + model), 2, true);
+  check_model_folder(models_dir("zoo/resnet18"), 1, true);
+}
 
 // Whole models on the lower kernel paths too: every ISA variant must give the reference answer.
 TEST(ZooModelIsa, Avx2AndPortableKernelsMatchTheReferences) {

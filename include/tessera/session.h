@@ -17,6 +17,10 @@ namespace tessera {
 struct SessionOptions {
   int threads = 0;        // 0: all hardware threads
   bool optimize = true;   // run the graph passes (fusion, folding, removal)
+  // CNNs on channels-last (NHWC) activations (graph/passes/channels_last.cpp) where every 2-D
+  // convolution has a channels-last kernel; needs `optimize`. Its kernels have no ABFT or
+  // fault-injection hooks yet.
+  bool channels_last = false;
 };
 
 // One executed step of a prepared plan, as seen by observers (profiler, ABFT, tracing).

@@ -108,6 +108,7 @@ void register_signal_operators(OperatorRegistry&);
 void register_linear_algebra_operators(OperatorRegistry&);
 void register_sampling_operators(OperatorRegistry&);
 void register_int8_nhwc_operators(OperatorRegistry&);
+void register_channels_last_operators(OperatorRegistry&);
 
 // Generic kernel from a lambda, for simple operators.
 class LambdaKernel : public Kernel {

@@ -61,6 +61,7 @@ OperatorRegistry::OperatorRegistry() {
   register_linear_algebra_operators(*this);
   register_sampling_operators(*this);
   register_int8_nhwc_operators(*this);
+  register_channels_last_operators(*this);
   register_compression_operators(*this);
 }
 

@@ -44,6 +44,7 @@ void Session::prepare(const std::map<std::string, Shape>& input_shapes,
   Graph g = graph_;
   specialize_graph(g, input_shapes, *pool_, input_values);
   if (options_.optimize) run_graph_passes(g);
+  if (options_.optimize && options_.channels_last) convert_to_channels_last(g);
   plan_ = std::make_unique<ExecutionPlan>(std::move(g), *pool_);
   planned_shapes_ = input_shapes;
   planned_values_ = input_values;

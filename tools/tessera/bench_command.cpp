@@ -19,7 +19,7 @@ void add_bench_command(CLI::App& app) {
     std::string model, trace;
     std::vector<std::string> inputs, shapes;
     int threads = 0, iters = 20, warmup = 3;
-    bool no_fusion = false;
+    bool no_fusion = false, channels_last = false;
     AbftFlags abft;
   };
   auto options = std::make_shared<Options>();
@@ -32,11 +32,14 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--shape", options->shapes, "NAME=DIMS for random inputs with symbolic dims (default 1)");
   cmd->add_option("--trace", options->trace, "write a per-operator Chrome trace (JSON) of the timed runs");
   cmd->add_flag("--no-fusion", options->no_fusion, "run the graph without the fusion passes (to measure what they buy)");
+  cmd->add_flag("--channels-last", options->channels_last,
+                "run CNNs on channels-last (NHWC) activations where every 2-D convolution can (no ABFT yet)");
   add_abft_flags(cmd, options->abft);
   cmd->callback([options] {
     Graph graph = load_onnx_model(options->model);
     auto [inputs, shapes] = timing_inputs(graph, options->inputs, options->shapes);
-    Session session(std::move(graph), SessionOptions{options->threads, !options->no_fusion});
+    Session session(std::move(graph),
+                    SessionOptions{options->threads, !options->no_fusion, options->channels_last});
     session.prepare(shapes);
     auto abft = make_abft_monitor(options->abft, session.thread_pool().size());
     if (abft) session.add_observer(abft.get());

@@ -19,7 +19,7 @@ void add_profile_command(CLI::App& app) {
     std::string model, json, html, cache;
     std::vector<std::string> inputs, shapes;
     int threads = 0, iters = 10, warmup = 3;
-    bool refresh = false;
+    bool refresh = false, channels_last = false;
     AbftFlags abft;
   };
   auto options = std::make_shared<Options>();
@@ -41,6 +41,8 @@ void add_profile_command(CLI::App& app) {
       "--cache", options->cache,
       "machine ceilings cache (default: $TESSERA_MACHINE_CACHE, else ~/.cache/tessera/machine.json)");
   cmd->add_flag("--refresh", options->refresh, "measure the machine ceilings again");
+  cmd->add_flag("--channels-last", options->channels_last,
+                "run CNNs on channels-last (NHWC) activations where every 2-D convolution can (no ABFT yet)");
   add_abft_flags(cmd, options->abft);
   cmd->callback([options] {
     Graph graph = load_onnx_model(options->model);
@@ -48,7 +50,7 @@ void add_profile_command(CLI::App& app) {
     // Ceilings before the session exists, so the measurement has the cores to itself.
     analysis::MachineCeilings ceilings = cached_machine_ceilings(options->cache, options->refresh);
 
-    Session session(std::move(graph), SessionOptions{options->threads});
+    Session session(std::move(graph), SessionOptions{options->threads, true, options->channels_last});
     session.prepare(shapes);
     auto abft = make_abft_monitor(options->abft, session.thread_pool().size());
     if (abft) session.add_observer(abft.get());

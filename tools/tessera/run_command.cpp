@@ -13,6 +13,7 @@ void add_run_command(CLI::App& app) {
     std::string model, output_dir;
     std::vector<std::string> inputs;
     int threads = 0;
+    bool channels_last = false;
     AbftFlags abft;
   };
   auto options = std::make_shared<Options>();
@@ -21,9 +22,12 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("-i,--input", options->inputs, "NAME=FILE.npy for each graph input");
   cmd->add_option("-o,--output-dir", options->output_dir, "folder for <output name>.npy files")->required();
   cmd->add_option("--threads", options->threads, "worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_flag("--channels-last", options->channels_last,
+                "run CNNs on channels-last (NHWC) activations where every 2-D convolution can (no ABFT yet)");
   add_abft_flags(cmd, options->abft);
   cmd->callback([options] {
-    Session session = Session::from_file(options->model, SessionOptions{options->threads});
+    Session session =
+        Session::from_file(options->model, SessionOptions{options->threads, true, options->channels_last});
     auto inputs = read_named_inputs(options->inputs);
     auto abft = make_abft_monitor(options->abft, session.thread_pool().size());
     if (abft) session.add_observer(abft.get());

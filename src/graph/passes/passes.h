@@ -36,6 +36,11 @@ int merge_parallel_matmuls(Graph& graph);
 // activations (tessera.Int8Conv ...), with layout changes only at the region's edges.
 int lower_qdq_to_int8(Graph& graph);
 
+// A CNN's activations to channels-last between its first convolution and its global pooling
+// (tessera.ConvNhwc, MaxPoolNhwc, GlobalAveragePoolNhwc; Relu and Add as they are), when every
+// 2-D convolution has a channels-last kernel. Not in run_graph_passes: SessionOptions asks for it.
+int convert_to_channels_last(Graph& graph);
+
 struct PassReport {
   int int8_lowered = 0;
   int identities_removed = 0, batchnorms_folded = 0, residuals_fused = 0, activations_fused = 0;

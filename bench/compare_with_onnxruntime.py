@@ -5,7 +5,7 @@ Prints a Markdown table of median latencies (median over rounds of each round's 
 ratio Tessera / ONNX Runtime (below 1 means Tessera is faster).
 
 Usage: bench/compare_with_onnxruntime.py [--models resnet50 mobilenet_v2] [--threads 1 2]
-                                         [--iters 20] [--warmup 3] [--rounds 3]
+                                         [--iters 20] [--warmup 3] [--rounds 3] [--channels-last]
 Needs build/tessera, models/zoo (scripts/build_zoo.py) and third_party/npm (scripts/setup.sh).
 """
 import argparse
@@ -39,6 +39,8 @@ def main():
     parser.add_argument("--zoo", default="models/zoo")
     parser.add_argument("--tessera", default="build/tessera",
                         help="the tessera binary (another build's, to compare two versions beside the peer)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="run Tessera with --channels-last (CNNs on NHWC activations)")
     args = parser.parse_args()
 
     rows = []
@@ -54,6 +56,8 @@ def main():
                            "--iters", str(args.iters), "--warmup", str(args.warmup)]
                 for name, path in inputs:
                     tessera += ["-i", f"{name}={path}"]
+                if args.channels_last:
+                    tessera.append("--channels-last")
                 median, p90 = run(tessera)
                 tessera_medians.append(median)
                 tessera_p90.append(p90)

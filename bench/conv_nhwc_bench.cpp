@@ -96,17 +96,7 @@ void BM_WinogradNhwc(benchmark::State& state) {
   const std::vector<float> w = random_floats(size_t(s.out_channels * s.in_channels * s.taps()), 2);
   const std::vector<float> bias = random_floats(size_t(s.out_channels), 3);
   std::vector<float> y(size_t(s.output_pixels() * s.out_channels));
-  tessera::WinogradProblem problem;
-  problem.batch = 1;
-  problem.in_channels = s.in_channels;
-  problem.out_channels = s.out_channels;
-  problem.in_h = s.in_h;
-  problem.in_w = s.in_w;
-  problem.out_h = s.out_h;
-  problem.out_w = s.out_w;
-  problem.pad_top = s.pad_top;
-  problem.pad_left = s.pad_left;
-  problem.channels_last = true;
+  const tessera::WinogradProblem problem = tessera::channels_last_winograd_problem(s);
   const tessera::WinogradConvolution conv(problem, variant, w.data(), threads);
   tessera::ThreadPool pool(threads);
   for (auto _ : state) {

@@ -3,6 +3,8 @@
 // dilations, pads that leave edge pixels with some taps outside, channel counts that fill no
 // register tile evenly, and the bias + residual + ReLU epilogue; Winograd F(2x2) and F(4x4) on
 // NHWC activations (ops/winograd.h, channels_last) with tile tails and pads.
+#include "primitives/conv_nhwc.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "ops/winograd.h"
-#include "primitives/conv_nhwc.h"
 #include "test_support.h"
 
 namespace tessera {
@@ -40,6 +41,22 @@ prim::ConvNhwcShape make_shape(int64_t batch, int64_t h, int64_t w, int64_t ci, 
   s.out_h = (h + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
   s.out_w = (w + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
   return s;
+}
+
+// Every element written and within element_tolerance * (1 + |expected|) (a skipped tap or pixel
+// is far off in its own element), and the relative L2 error under l2_tolerance.
+void expect_close(const std::vector<float>& y, const std::vector<float>& expected, double element_tolerance,
+                  double l2_tolerance) {
+  double diff = 0, norm = 0;
+  int wrong = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double d = double(y[i]) - expected[i];
+    diff += d * d;
+    norm += double(expected[i]) * expected[i];
+    if (!(std::fabs(d) <= element_tolerance * (1 + std::fabs(expected[i]))) && ++wrong <= 3)
+      ADD_FAILURE() << "element " << i << ": " << y[i] << " against " << expected[i];
+  }
+  EXPECT_LT(std::sqrt(diff / std::max(norm, 1e-30)), l2_tolerance);
 }
 
 void check_case(const NhwcCase& c, uint32_t seed) {
@@ -72,17 +89,7 @@ void check_case(const NhwcCase& c, uint32_t seed) {
     ThreadPool pool(threads);
     std::vector<float> y(out_size, std::nanf(""));
     prim::conv_nhwc_f32(s, packed, x.data(), &epilogue, y.data(), &pool);
-    double diff = 0, norm = 0;
-    int wrong = 0;
-    for (size_t i = 0; i < out_size; ++i) {
-      const double d = double(y[i]) - expected[i];
-      diff += d * d;
-      norm += double(expected[i]) * expected[i];
-      // Every element written and close: a skipped tap or pixel is far off in its own element.
-      if (!(std::fabs(d) <= 1e-4 * (1 + std::fabs(expected[i]))) && ++wrong <= 3)
-        ADD_FAILURE() << "element " << i << ": " << y[i] << " against " << expected[i];
-    }
-    EXPECT_LT(std::sqrt(diff / std::max(norm, 1e-30)), 1e-6);
+    expect_close(y, expected, 1e-4, 1e-6);
   }
 }
 
@@ -135,16 +142,7 @@ TEST(WinogradNhwc, MatchesPlainLoopsOnEveryIsa) {
         std::vector<float> expected(out_size);
         prim::conv_nhwc_reference_f32(s, w.data(), x.data(), bias.data(), residual.data(), true,
                                       expected.data());
-        WinogradProblem problem;
-        problem.batch = c.batch;
-        problem.in_channels = c.ci;
-        problem.out_channels = c.co;
-        problem.in_h = c.h;
-        problem.in_w = c.w;
-        problem.out_h = s.out_h;
-        problem.out_w = s.out_w;
-        problem.pad_top = problem.pad_left = c.pad;
-        problem.channels_last = true;
+        const WinogradProblem problem = channels_last_winograd_problem(s);
         for (int threads : {1, 2, 3}) {
           SCOPED_TRACE("threads " + std::to_string(threads));
           ThreadPool pool(threads);
@@ -152,16 +150,7 @@ TEST(WinogradNhwc, MatchesPlainLoopsOnEveryIsa) {
           std::vector<float> y(out_size, std::nanf(""));
           conv.run(x.data(), bias.data(), residual.data(), prim::UnaryParams{prim::UnaryKind::relu}, y.data(),
                    pool);
-          double diff = 0, norm = 0;
-          int wrong = 0;
-          for (size_t i = 0; i < out_size; ++i) {
-            const double d = double(y[i]) - expected[i];
-            diff += d * d;
-            norm += double(expected[i]) * expected[i];
-            if (!(std::fabs(d) <= 1e-3 * (1 + std::fabs(expected[i]))) && ++wrong <= 3)
-              ADD_FAILURE() << "element " << i << ": " << y[i] << " against " << expected[i];
-          }
-          EXPECT_LT(std::sqrt(diff / std::max(norm, 1e-30)), 1e-5);
+          expect_close(y, expected, 1e-3, 1e-5);
         }
       }
   });

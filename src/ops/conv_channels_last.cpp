@@ -41,17 +41,7 @@ class ConvNhwcKernel : public Kernel {
     const bool winograd = s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 && s.stride_w == 1 &&
                           s.dilation_h == 1 && s.dilation_w == 1;
     if (winograd) {
-      WinogradProblem p;
-      p.batch = s.batch;
-      p.in_channels = s.in_channels;
-      p.out_channels = s.out_channels;
-      p.in_h = s.in_h;
-      p.in_w = s.in_w;
-      p.out_h = s.out_h;
-      p.out_w = s.out_w;
-      p.pad_top = s.pad_top;
-      p.pad_left = s.pad_left;
-      p.channels_last = true;
+      const WinogradProblem p = channels_last_winograd_problem(s);
       // Channels-last Winograd ran faster than the direct kernel on every 3x3 stride-1 layer of
       // ResNet-50 (bench/conv_nhwc_bench); the cost model picks the tile size.
       const WinogradVariant variant =

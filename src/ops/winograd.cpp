@@ -280,6 +280,21 @@ void WinogradConvolution::run(const float* x, const float* bias, const float* re
   }
 }
 
+WinogradProblem channels_last_winograd_problem(const primitives::ConvNhwcShape& s) {
+  WinogradProblem p;
+  p.batch = s.batch;
+  p.in_channels = s.in_channels;
+  p.out_channels = s.out_channels;
+  p.in_h = s.in_h;
+  p.in_w = s.in_w;
+  p.out_h = s.out_h;
+  p.out_w = s.out_w;
+  p.pad_top = s.pad_top;
+  p.pad_left = s.pad_left;
+  p.channels_last = true;
+  return p;
+}
+
 // The arithmetic divides over the threads; streaming the weights from memory does not (it is
 // bound by latency more than by bandwidth): at 2 threads F(2x2)'s 16.8 MB of transformed weights
 // for ResNet-50's 512-channel 7x7 layers took 1.66-1.75 ms against 1.35 for im2col + GEMM, which

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "primitives/conv_nhwc.h"
 #include "primitives/primitives.h"
 #include "tessera/thread_pool.h"
 
@@ -90,6 +91,10 @@ class WinogradConvolution {
   int64_t cin_padded_ = 0, cout_padded_ = 0, ldv_ = 0, ldm_ = 0;
   std::vector<primitives::PackedB> transformed_weights_;  // one per transform point
 };
+
+// The problem of a 3x3 stride-1 channels-last convolution (channels_last set; the kernel,
+// stride and dilation of `shape` are not checked here).
+WinogradProblem channels_last_winograd_problem(const primitives::ConvNhwcShape& shape);
 
 // Estimated seconds per run of a 3x3 stride-1 convolution with each algorithm on `threads`
 // threads; used at plan time to choose. `variant` 0 means the direct (im2col + GEMM) path.

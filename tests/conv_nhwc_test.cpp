@@ -107,6 +107,9 @@ TEST(ConvNhwc, MatchesPlainLoopsOnEveryIsa) {
       {make_shape(1, 3, 4, 8, 33, 3, 1, 1), false, true, false},
       // One output pixel wide; more output channels than the threads have tiles.
       {make_shape(1, 5, 1, 6, 100, 1, 1, 0), true, false, false},
+      // One output row (fewer rows than threads): columns split, or one thread for one tile.
+      {make_shape(1, 1, 9, 8, 100, 1, 1, 0), true, true, true},
+      {make_shape(1, 1, 9, 8, 20, 1, 1, 0), true, false, false},
       {make_shape(1, 4, 4, 64, 200, 3, 1, 1), true, true, true},
   };
   testing::for_each_isa([&](prim::Isa) {

@@ -153,16 +153,18 @@ void conv_nhwc_f32(const ConvNhwcShape& s, const ConvNhwcWeights& weights, const
       double(s.batch) * double(s.in_h) * double(s.in_w) * double(s.in_channels) * sizeof(float);
   const int threads = pool ? pool->size() : 1;
   // Each thread reads all the weights and its share of the input (rows), or all the input and
-  // its share of the weights (column tiles): the smaller total wins.
+  // its share of the weights (column tiles): the smaller total wins where both can be split.
   const int64_t nr = detail::gemm_kernel(active_isa()).nr;
   const int64_t column_tiles = (s.out_channels + nr - 1) / nr;
-  const bool split_columns = threads > 1 && column_tiles >= threads && weight_bytes > input_bytes;
+  const bool rows_split = rows >= threads, columns_split = column_tiles >= threads;
+  const bool split_columns = threads > 1 && columns_split && (weight_bytes > input_bytes || !rows_split);
+  const int workers = threads > 1 && (split_columns || rows_split) ? threads : 1;
   auto work = [&](int t) {
     ConvNhwcRunner runner(s, weights, x, epilogue, y);
-    const int64_t r0 = split_columns ? 0 : rows * t / threads,
-                  r1 = split_columns ? rows : rows * (t + 1) / threads;
-    const int64_t c0 = split_columns ? column_tiles * t / threads : 0;
-    const int64_t c1 = split_columns ? column_tiles * (t + 1) / threads : column_tiles;
+    const int64_t r0 = split_columns ? 0 : rows * t / workers,
+                  r1 = split_columns ? rows : rows * (t + 1) / workers;
+    const int64_t c0 = split_columns ? column_tiles * t / workers : 0;
+    const int64_t c1 = split_columns ? column_tiles * (t + 1) / workers : column_tiles;
     if (weight_bytes <= double(kWeightsInL2Bytes)) {
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t c = c0; c < c1; ++c) runner.run_row(r, c);
@@ -171,7 +173,7 @@ void conv_nhwc_f32(const ConvNhwcShape& s, const ConvNhwcWeights& weights, const
         for (int64_t r = r0; r < r1; ++r) runner.run_row(r, c);
     }
   };
-  if (threads <= 1 || (!split_columns && rows < threads)) {
+  if (workers == 1) {
     work(0);
     return;
   }

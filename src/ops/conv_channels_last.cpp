@@ -8,7 +8,9 @@
 //                                  so the region ends here without a transpose)
 // The kernels have no ABFT or fault-injection hooks yet: a step run with a GEMM check refuses
 // to run instead of running unchecked.
+#include <algorithm>
 #include <limits>
+#include <memory>
 
 #include "ops/fused_activation.h"
 #include "ops/operator.h"

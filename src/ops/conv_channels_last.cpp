@@ -160,9 +160,8 @@ std::unique_ptr<Kernel> create_max_pool_nhwc(KernelCreateContext& ctx) {
           if (ih < 0 || ih >= in_h) continue;
           for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
             const int64_t offset = kw * g.dilation[2] - g.pad_begin[2];  // iw = ow * stride + offset
-            const int64_t lo = offset >= 0 ? 0 : (-offset + g.stride[2] - 1) / g.stride[2];
-            const int64_t hi =
-                in_w - 1 - offset < 0 ? 0 : std::min(out_w, (in_w - 1 - offset) / g.stride[2] + 1);
+            int64_t lo, hi;
+            valid_output_range(in_w, out_w, g.stride[2], offset, &lo, &hi);
             if (lo >= hi) continue;
             const float* x_tap = x + ((n * in_h + ih) * in_w + lo * g.stride[2] + offset) * channels;
             primitives::binary_f32(primitives::BinaryKind::max, hi - lo, channels, y_row + lo * channels,

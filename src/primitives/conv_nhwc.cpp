@@ -43,7 +43,6 @@ class ConvNhwcRunner {
         interior_(interior_columns(s)),
         a_(size_t(s.taps())),
         b_pointers_(size_t(s.taps())) {
-    args_.k = s.in_channels;
     args_.a_packed = false;
     args_.a_batch = a_.data();
     args_.a_row_stride = s.stride_w * s.in_channels;

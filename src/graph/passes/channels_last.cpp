@@ -54,13 +54,13 @@ class ChannelsLast {
       if (n.op_type == "Conv" && convertible_conv(g_, n))
         converted = convert_conv(n);
       else if (n.op_type == "MaxPool" && n.outputs.size() == 1 && lowered(n.inputs[0]))
-        converted = convert_unary(n, "MaxPoolNhwc", "tessera");
+        converted = convert_on_nhwc_inputs(n, "MaxPoolNhwc", "tessera");
       else if (n.op_type == "Relu" && lowered(n.inputs[0]))
-        converted = convert_unary(n, "Relu", "");
+        converted = convert_on_nhwc_inputs(n, "Relu", "");
       else if (n.op_type == "Add" && n.inputs.size() == 2 && lowered(n.inputs[0]) && lowered(n.inputs[1]) &&
                pass_utils::known_shape(g_.values[size_t(n.inputs[0])]) ==
                    pass_utils::known_shape(g_.values[size_t(n.inputs[1])]))
-        converted = convert_add(n);
+        converted = convert_on_nhwc_inputs(n, "Add", "");
       else if (n.op_type == "GlobalAveragePool" && lowered(n.inputs[0]))
         converted = convert_global_average_pool(n);
       if (converted) remove[i] = true;
@@ -107,11 +107,17 @@ class ChannelsLast {
     return out;
   }
 
+  // A copy of `original` renamed as its NHWC form, running `op` of `domain`.
+  Node nhwc_node(const Node& original, const char* op, const char* domain) {
+    Node n = original;
+    n.name = g_.unique_name(original.name + "_nhwc");
+    n.op_type = op;
+    n.domain = domain;
+    return n;
+  }
+
   bool convert_conv(const Node& conv) {
-    Node n = conv;
-    n.name = g_.unique_name(conv.name + "_nhwc");
-    n.op_type = "ConvNhwc";
-    n.domain = "tessera";
+    Node n = nhwc_node(conv, "ConvNhwc", "tessera");
     n.inputs[0] = nhwc_of(conv.inputs[0]);
     const int64_t residual = conv.attributes.get_int("tessera.residual_input", -1);
     if (residual >= 0) {
@@ -122,28 +128,16 @@ class ChannelsLast {
     return emit(std::move(n), conv.outputs[0]);
   }
 
-  bool convert_unary(const Node& node, const char* op, const char* domain) {
-    Node n = node;
-    n.name = g_.unique_name(node.name + "_nhwc");
-    n.op_type = op;
-    n.domain = domain;
-    n.inputs = {nhwc_[node.inputs[0]]};
+  // A node whose inputs are all NHWC already (MaxPool, Relu, Add) as `op` on those.
+  bool convert_on_nhwc_inputs(const Node& node, const char* op, const char* domain) {
+    Node n = nhwc_node(node, op, domain);
+    for (int& input : n.inputs) input = nhwc_[input];
     return emit(std::move(n), node.outputs[0]);
-  }
-
-  bool convert_add(const Node& add) {
-    Node n = add;
-    n.name = g_.unique_name(add.name + "_nhwc");
-    n.inputs = {nhwc_[add.inputs[0]], nhwc_[add.inputs[1]]};
-    return emit(std::move(n), add.outputs[0]);
   }
 
   // Writes the original [N, C, 1, 1] value: nothing after it needs a transpose.
   bool convert_global_average_pool(const Node& pool) {
-    Node n = pool;
-    n.name = g_.unique_name(pool.name + "_nhwc");
-    n.op_type = "GlobalAveragePoolNhwc";
-    n.domain = "tessera";
+    Node n = nhwc_node(pool, "GlobalAveragePoolNhwc", "tessera");
     n.inputs = {nhwc_[pool.inputs[0]]};
     g_.nodes.push_back(std::move(n));
     ++converted_;
